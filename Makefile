@@ -1,0 +1,57 @@
+# Two commands matter: `make test` (unit tests + smoke run of every notebook + nbval) and
+# `make run` (every notebook at the laptop profile, with the summary table of its claims).
+# Both create the virtual environment in .venv on first use.
+
+PYTHON    ?= python3
+VENV      ?= .venv
+PROFILE   ?= laptop
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
+
+.PHONY: env test unit run lab clean-cache clean help
+
+help:
+	@echo "make env    create .venv and install tutorial_lib with everything it needs"
+	@echo "make test   unit tests, papermill smoke run of every notebook, nbval on the committed notebooks"
+	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ and print the claims table"
+	@echo "make lab    open JupyterLab on notebooks/"
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@# A CPU-only torch from a local wheel cannot load PyPI's torchvision (built against CUDA torch).
+	@# Detect that and install the matching pair from PyPI, ignoring the machine's pip configuration.
+	@$(PY) -c "import torchvision" 2>/dev/null || { \
+	  echo "torchvision does not load against the installed torch build; installing the matching"; \
+	  echo "torch/torchvision pair from PyPI (pip --isolated ignores the local pip configuration)."; \
+	  $(PY) -m pip uninstall --quiet -y torch torchvision && \
+	  $(PY) -m pip install --quiet --isolated $(TORCH_SPEC); }
+	$(PY) -c "import torch, torchvision, tutorial_lib; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| tutorial_lib', tutorial_lib.__version__)"
+	@touch $(STAMP)
+
+# Smoke runs use a fresh checkpoint cache so that they test training from scratch, then loading.
+test: $(STAMP)
+	rm -rf .cache/test
+	CI=$${CI:-1} TUTORIAL_PROFILE=smoke TUTORIAL_CACHE=$(CURDIR)/.cache/test \
+	TUTORIAL_RESULTS_DIR=$(CURDIR)/.cache/test-results \
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not notebook" -p no:cacheprovider
+
+run: $(STAMP)
+	$(PY) -m tutorial_lib.runner --profile $(PROFILE) --out executed $(NOTEBOOKS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-cache:
+	$(PY) -c "from tutorial_lib.checkpoints import clear_cache; print(clear_cache(), 'checkpoints removed')"
+
+clean:
+	rm -rf executed results report student .cache .pytest_cache

@@ -1,0 +1,248 @@
+"""Offline data: what ships inside installed packages, and what the project generates from it.
+
+* :func:`load_digits` - scikit-learn's handwritten digits (1,797 images of 8x8, 10 classes),
+  optionally upsampled, filtered by class, split deterministically into train and test.
+* :func:`load_photos` / :func:`photo_patches` - natural photographs bundled with scikit-image and
+  scikit-learn, split into train and test *by source image* (no test patch shares a photo with a
+  training patch).
+
+Every loader returns tensors in [0, 1] and has a ``describe()`` summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputShapeError, TutorialError
+
+
+# --------------------------------------------------------------------------------------- digits
+@dataclass
+class DigitsData:
+    """Digit images ``x`` (N, 1, H, W) in [0, 1] and labels ``y`` (N,), for train and test."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    size: int
+    classes: tuple[int, ...]
+    source: str = "scikit-learn digits (UCI ML hand-written digits, 8x8, 16 grey levels)"
+
+    def describe(self) -> str:
+        counts = torch.bincount(torch.cat([self.y_train, self.y_test]), minlength=10)
+        per_class = ", ".join(f"{c}:{int(counts[c])}" for c in self.classes)
+        text = (f"{self.source}\n"
+                f"  image size   {self.size}x{self.size} (1 channel, values in [0, 1])\n"
+                f"  train / test {len(self.y_train)} / {len(self.y_test)} images\n"
+                f"  classes      {list(self.classes)}\n"
+                f"  per class    {per_class}")
+        return text
+
+    def __repr__(self) -> str:
+        return f"DigitsData(train={len(self.y_train)}, test={len(self.y_test)}, size={self.size}, classes={list(self.classes)})"
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def load_digits(size: int = 8, classes: Iterable[int] | None = None, exclude: Iterable[int] = (),
+                test_fraction: float = 0.25, split_seed: int = 0) -> DigitsData:
+    """The embedded handwritten digits.
+
+    ``size`` upsamples the 8x8 images bilinearly (8, 16, 28 or 32 are typical). ``classes`` keeps
+    only those digits, ``exclude`` drops some. The train/test split is stratified and depends only
+    on ``split_seed``, so it is the same in every notebook.
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+
+    if not isinstance(size, int) or size < 8:
+        raise TutorialError(f"size must be an integer >= 8 (the native resolution), got {size!r}.")
+    if not 0.0 < test_fraction < 1.0:
+        raise TutorialError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
+    bunch = _sk_digits()
+    images = bunch.images.astype(np.float32) / 16.0
+    labels = bunch.target.astype(np.int64)
+    keep = set(range(10)) if classes is None else {int(c) for c in classes}
+    bad = sorted(c for c in keep | set(exclude) if c not in range(10))
+    if bad:
+        raise TutorialError(f"Digit classes are 0-9; got {bad}.")
+    keep -= {int(c) for c in exclude}
+    if not keep:
+        raise TutorialError("No digit class left after filtering.")
+    train_idx, test_idx = _stratified_split(labels, test_fraction, split_seed)
+
+    def pack(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx[np.isin(labels[idx], sorted(keep))]
+        x = torch.from_numpy(images[idx]).unsqueeze(1)
+        if size != 8:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+        return x, torch.from_numpy(labels[idx])
+
+    x_tr, y_tr = pack(train_idx)
+    x_te, y_te = pack(test_idx)
+    return DigitsData(x_tr, y_tr, x_te, y_te, size, tuple(sorted(keep)))
+
+
+# --------------------------------------------------------------------------------------- photos
+def _skimage(name: str):
+    def load():
+        import skimage.data as d
+
+        return getattr(d, name)()
+    return load
+
+
+def _motorcycle():
+    import skimage.data as d
+
+    return d.stereo_motorcycle()[0]
+
+
+def _sklearn(name: str):
+    def load():
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(name)
+    return load
+
+
+# Natural colour photographs that ship inside scikit-image and scikit-learn (no download).
+PHOTO_SOURCES = {
+    "astronaut": ("scikit-image", _skimage("astronaut")),
+    "chelsea": ("scikit-image", _skimage("chelsea")),
+    "rocket": ("scikit-image", _skimage("rocket")),
+    "motorcycle": ("scikit-image", _motorcycle),
+    "china": ("scikit-learn", _sklearn("china.jpg")),
+    "coffee": ("scikit-image", _skimage("coffee")),
+    "flower": ("scikit-learn", _sklearn("flower.jpg")),
+}
+
+# The split is by source image: a test patch never shares a photograph with a training patch.
+# Notebooks that need two disjoint training sets (clean vs noisy, RAW vs target camera) use
+# "train_a" and "train_b", which partition "train".
+PHOTO_SPLITS = {
+    "train": ("astronaut", "chelsea", "rocket", "motorcycle", "china"),
+    "train_a": ("astronaut", "rocket", "china"),
+    "train_b": ("chelsea", "motorcycle"),
+    "test": ("coffee", "flower"),
+}
+
+
+def load_photos(names: Sequence[str] | str = "train") -> dict[str, torch.Tensor]:
+    """Full photographs as (3, H, W) float tensors in [0, 1], by name or by split name."""
+    if isinstance(names, str):
+        if names in PHOTO_SPLITS:
+            names = PHOTO_SPLITS[names]
+        else:
+            names = [names]
+    unknown = [n for n in names if n not in PHOTO_SOURCES]
+    if unknown:
+        raise TutorialError(f"Unknown photo(s) {unknown}. Photos: {', '.join(PHOTO_SOURCES)}; "
+                            f"splits: {', '.join(PHOTO_SPLITS)}.")
+    out = {}
+    for name in names:
+        array = np.asarray(PHOTO_SOURCES[name][1](), dtype=np.float32) / 255.0
+        out[name] = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return out
+
+
+@dataclass
+class PatchData:
+    """Patches (N, C, P, P) in [0, 1] with the source photo of each patch."""
+
+    patches: torch.Tensor
+    sources: list[str]
+    patch_size: int
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def describe(self) -> str:
+        names = sorted(set(self.sources))
+        counts = ", ".join(f"{n}:{self.sources.count(n)}" for n in names)
+        origin = ", ".join(f"{n} ({PHOTO_SOURCES[n][0]})" for n in names)
+        return (f"Natural-photo patches, split {self.split!r}\n"
+                f"  patches      {len(self)} of {self.patch_size}x{self.patch_size}, "
+                f"{self.patches.shape[1]} channel(s), values in [0, 1]\n"
+                f"  photos       {origin}\n"
+                f"  per photo    {counts}")
+
+    def __repr__(self) -> str:
+        return f"PatchData({self.split}: {len(self)} x {tuple(self.patches.shape[1:])})"
+
+
+def photo_patches(split: str | Sequence[str] = "train", patch_size: int = 48, per_image: int = 64,
+                  seed: int = 0, gray: bool = False, scale: float = 1.0,
+                  min_std: float = 0.0) -> PatchData:
+    """Random square patches from the photographs of ``split`` (a split name or a list of photos).
+
+    ``scale`` < 1 downsizes the photos first (so a small patch sees more of the scene); patches
+    whose standard deviation is below ``min_std`` (flat sky) are redrawn up to a few times.
+    The draw depends only on ``seed``.
+    """
+    if not isinstance(patch_size, int) or patch_size < 4:
+        raise TutorialError(f"patch_size must be an integer >= 4, got {patch_size!r}.")
+    photos = load_photos(split)
+    gen = torch.Generator().manual_seed(int(seed))
+    patches, sources = [], []
+    for name, image in photos.items():
+        if scale != 1.0:
+            image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
+                                  antialias=True, align_corners=False)[0].clamp(0, 1)
+        if gray:
+            image = rgb_to_gray(image[None])[0]
+        _, h, w = image.shape
+        if h < patch_size or w < patch_size:
+            raise TutorialError(f"Photo {name!r} ({h}x{w}) is smaller than the patch size {patch_size}.")
+        for _ in range(per_image):
+            for _attempt in range(8):
+                top = int(torch.randint(0, h - patch_size + 1, (1,), generator=gen))
+                left = int(torch.randint(0, w - patch_size + 1, (1,), generator=gen))
+                patch = image[:, top:top + patch_size, left:left + patch_size]
+                if float(patch.std()) >= min_std:
+                    break
+            patches.append(patch)
+            sources.append(name)
+    label = split if isinstance(split, str) else "+".join(split)
+    return PatchData(torch.stack(patches).contiguous(), sources, patch_size, label)
+
+
+def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma of (N, 3, H, W) images, as (N, 1, H, W)."""
+    check_images(images, channels=3, name="images")
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
+    return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def check_images(x: torch.Tensor, channels: int | Sequence[int] | None = None, name: str = "x",
+                 ndim: int = 4) -> torch.Tensor:
+    """Validate an image batch (N, C, H, W): clear :class:`InputShapeError` instead of a torch traceback."""
+    if not isinstance(x, torch.Tensor):
+        raise InputShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+    if x.ndim != ndim:
+        want = "(N, C, H, W)" if ndim == 4 else f"{ndim} dimensions"
+        raise InputShapeError(f"{name} must have shape {want}, got {tuple(x.shape)}.")
+    if channels is not None:
+        allowed = (channels,) if isinstance(channels, int) else tuple(channels)
+        if x.shape[-3] not in allowed:
+            raise InputShapeError(f"{name} must have {' or '.join(map(str, allowed))} channel(s), "
+                                  f"got shape {tuple(x.shape)}.")
+    if not torch.is_floating_point(x):
+        raise InputShapeError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}.")
+    return x

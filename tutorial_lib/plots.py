@@ -1,0 +1,95 @@
+"""One plotting style, image grids and before/after/reference panels."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+
+from .data import check_images
+
+
+def set_style() -> None:
+    """The course's plotting style (seaborn 'whitegrid', readable font sizes)."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", palette="deep")
+    plt.rcParams.update({"figure.dpi": 100, "axes.titlesize": 11, "axes.labelsize": 10,
+                         "image.cmap": "gray", "figure.autolayout": False})
+
+
+def to_image(x: torch.Tensor):
+    """A (C, H, W) tensor in [0, 1] as an array matplotlib shows (H, W) or (H, W, 3)."""
+    x = x.detach().float().cpu().clamp(0, 1)
+    if x.ndim == 3 and x.shape[0] == 1:
+        return x[0].numpy()
+    if x.ndim == 3:
+        return x.permute(1, 2, 0).numpy()
+    return x.numpy()
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) -> torch.Tensor:
+    """torchvision's ``make_grid`` on a validated (N, C, H, W) batch in [0, 1]."""
+    from torchvision.utils import make_grid
+
+    check_images(images, channels=(1, 3), name="images")
+    return make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=pad_value)
+
+
+def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None,
+              padding: int = 1, scale: float = 0.45):
+    """Show a batch of images as one grid; returns the axis."""
+    grid = image_grid(images, nrow=nrow, padding=padding)
+    if ax is None:
+        h, w = grid.shape[-2:]
+        ratio = w / max(h, 1)
+        _, ax = plt.subplots(figsize=(min(12, scale * nrow * 1.2 + 1), min(12, scale * nrow * 1.2 / ratio + 0.6)))
+    ax.imshow(to_image(grid), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_panels(rows: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]],
+                titles: Mapping[str, str] | None = None, size: float = 2.2, suptitle: str | None = None):
+    """Before / after / reference panels.
+
+    ``rows`` maps a column name ("input", "output", "reference"...) to a batch (N, C, H, W); row i shows
+    image i of every batch. ``titles`` adds text (a metric, say) under a column name.
+    """
+    columns = dict(rows) if isinstance(rows, Mapping) else None
+    if columns is None:
+        raise TypeError("rows must map column names to image batches.")
+    names = list(columns)
+    n = min(len(v) for v in columns.values())
+    for name, batch in columns.items():
+        check_images(batch, channels=(1, 3), name=f"panel {name!r}")
+    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(to_image(columns[name][i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_axis_off()
+            if i == 0:
+                label = name if not titles or name not in titles else f"{name}\n{titles[name]}"
+                ax.set_title(label, fontsize=10)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def metric_table(rows: Sequence[Mapping] | Mapping[str, Mapping], index: str | None = None, precision: int = 2):
+    """A pandas DataFrame of metrics (one row per method), rounded for display."""
+    import pandas as pd
+
+    if isinstance(rows, Mapping):
+        frame = pd.DataFrame.from_dict(rows, orient="index")
+        frame.index.name = index or "method"
+    else:
+        frame = pd.DataFrame(list(rows))
+        if index:
+            frame = frame.set_index(index)
+    return frame.round(precision)

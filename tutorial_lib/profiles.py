@@ -1,0 +1,180 @@
+"""Profiles: ``smoke`` (proves a notebook runs), ``laptop`` (default: shows the effect on a
+CPU in minutes) and ``gpu`` (the larger version on one GPU).
+
+A notebook declares its settings once, for all three profiles, and resolves one of them::
+
+    PROFILES = ProfileSet("01_parameter_space_directions",
+        smoke=dict(gan_steps=40, batch=32),
+        laptop=dict(gan_steps=1500, batch=64),
+        gpu=dict(gan_steps=6000, batch=256),
+    )
+    cfg = PROFILES.resolve(PROFILE, gan_steps=200)   # overrides are checked
+    cfg.gan_steps                                    # -> 200
+
+Unknown profile names and unknown override keys fail with a message that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from .errors import ProfileError
+
+PROFILE_NAMES = ("smoke", "laptop", "gpu")
+DEFAULT_PROFILE = "laptop"
+ENV_VAR = "TUTORIAL_PROFILE"
+
+# The profile that was resolved last in this process; progress bars use it to stay quiet in CI.
+_ACTIVE: dict[str, Any] = {"name": None}
+
+
+def check_profile_name(name: str) -> str:
+    """Return ``name`` if it is a valid profile, else raise :class:`ProfileError` listing them."""
+    if not isinstance(name, str) or name.strip().lower() not in PROFILE_NAMES:
+        raise ProfileError(
+            f"Unknown profile {name!r}. Valid profiles: {', '.join(PROFILE_NAMES)} "
+            f"(smoke = seconds, proves it runs; laptop = default, shows the effect on a CPU; "
+            f"gpu = the larger version on one GPU)."
+        )
+    return name.strip().lower()
+
+
+def default_profile() -> str:
+    """The profile named by the environment variable ``TUTORIAL_PROFILE``, else ``laptop``."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT_PROFILE
+    try:
+        return check_profile_name(value)
+    except ProfileError as err:
+        raise ProfileError(f"The environment variable {ENV_VAR}={value!r} is invalid. {err}") from None
+
+
+def active_profile() -> str | None:
+    """Name of the profile resolved last in this process (``None`` before any)."""
+    return _ACTIVE["name"]
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+class Config(Mapping):
+    """A frozen, attribute-style view of one resolved profile.
+
+    ``cfg.name`` is the profile's name; every setting is an attribute (``cfg.steps``) and a key
+    (``cfg["steps"]``). ``cfg.to_dict()`` gives plain data (for checkpoints and results).
+    """
+
+    __slots__ = ("_name", "_values")
+
+    def __init__(self, name: str, values: Mapping[str, Any]):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", dict(values))
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __getattr__(self, key: str) -> Any:
+        values = object.__getattribute__(self, "_values")
+        if key in values:
+            return values[key]
+        raise AttributeError(
+            f"Profile setting {key!r} does not exist. Settings: {', '.join(sorted(values))}"
+        )
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("A resolved profile is frozen; pass overrides to resolve() instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self._name, **self._values}
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some settings changed (same validation as overrides)."""
+        _check_overrides(self._values, changes)
+        return Config(self._name, {**self._values, **changes})
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Config({self._name}: {body})"
+
+
+def _check_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ProfileError(
+            f"Unknown setting(s) {', '.join(map(repr, unknown))}. "
+            f"Valid settings: {', '.join(sorted(base))}."
+        )
+    for key, value in overrides.items():
+        if not _same_kind(base[key], value):
+            raise ProfileError(
+                f"Setting {key!r} expects a value like {base[key]!r} "
+                f"({type(base[key]).__name__}), got {value!r} ({type(value).__name__})."
+            )
+
+
+class ProfileSet:
+    """The three profiles of one notebook; every profile must define the same settings."""
+
+    def __init__(self, notebook: str, **profiles: Mapping[str, Any]):
+        names = set(profiles)
+        if names != set(PROFILE_NAMES):
+            missing = sorted(set(PROFILE_NAMES) - names)
+            extra = sorted(names - set(PROFILE_NAMES))
+            raise ProfileError(
+                f"A ProfileSet needs exactly the profiles {', '.join(PROFILE_NAMES)}; "
+                f"missing: {missing or 'none'}, unexpected: {extra or 'none'}."
+            )
+        keys = {name: set(values) for name, values in profiles.items()}
+        reference = keys["laptop"]
+        for name, k in keys.items():
+            if k != reference:
+                raise ProfileError(
+                    f"Profile {name!r} of {notebook!r} defines different settings than 'laptop': "
+                    f"only in {name}: {sorted(k - reference)}, only in laptop: {sorted(reference - k)}."
+                )
+        self.notebook = notebook
+        self._profiles = {name: dict(values) for name, values in profiles.items()}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return PROFILE_NAMES
+
+    def settings(self) -> list[str]:
+        return sorted(self._profiles["laptop"])
+
+    def resolve(self, name: str | None = None, **overrides: Any) -> Config:
+        """The validated :class:`Config` for ``name`` (default: :func:`default_profile`)."""
+        name = check_profile_name(default_profile() if name is None else name)
+        base = self._profiles[name]
+        _check_overrides(base, overrides)
+        _ACTIVE["name"] = name
+        return Config(name, {**base, **overrides})
+
+    def table(self):
+        """The three profiles side by side, as a pandas DataFrame (for display)."""
+        import pandas as pd
+
+        return pd.DataFrame(self._profiles).loc[self.settings(), list(PROFILE_NAMES)]
