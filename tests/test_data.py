@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+import tutorial_lib as tl
+from tutorial_lib import data
+
+
+def test_digits_shapes_split_and_describe():
+    d = data.load_digits()
+    assert d.x_train.shape[1:] == (1, 8, 8) and len(d.x_train) + len(d.x_test) == 1797
+    assert d.x_train.min() >= 0 and d.x_train.max() <= 1
+    assert 0.2 < len(d.x_test) / 1797 < 0.3
+    assert "1347 / 450" in d.describe()
+
+
+def test_digits_split_is_deterministic_and_disjoint():
+    a, b = data.load_digits(), data.load_digits()
+    assert torch.equal(a.x_test, b.x_test)
+    other = data.load_digits(split_seed=1)
+    assert not torch.equal(a.y_test, other.y_test)
+    train = {tuple(x.flatten().tolist()) for x in a.x_train}
+    overlap = sum(tuple(x.flatten().tolist()) in train for x in a.x_test)
+    assert overlap < 10  # only genuinely identical scans may coincide
+
+
+def test_digits_filtering_and_upsampling():
+    d = data.load_digits(size=16, exclude=[8])
+    assert d.x_train.shape[-1] == 16 and 8 not in d.y_train.tolist() and 8 not in d.classes
+    only = data.load_digits(classes=[1, 7])
+    assert set(only.y_train.tolist()) == {1, 7}
+    with pytest.raises(tl.TutorialError, match="0-9"):
+        data.load_digits(classes=[12])
+    with pytest.raises(tl.TutorialError, match="No digit class"):
+        data.load_digits(classes=[3], exclude=[3])
+    with pytest.raises(tl.TutorialError, match="size"):
+        data.load_digits(size=4)
+
+
+def test_photo_splits_are_by_source_image():
+    train, test = set(data.PHOTO_SPLITS["train"]), set(data.PHOTO_SPLITS["test"])
+    assert not train & test
+    assert set(data.PHOTO_SPLITS["train_a"]) | set(data.PHOTO_SPLITS["train_b"]) == train
+    assert not set(data.PHOTO_SPLITS["train_a"]) & set(data.PHOTO_SPLITS["train_b"])
+    p = data.photo_patches("test", patch_size=16, per_image=3, seed=0)
+    assert set(p.sources) == test and p.patches.shape == (6, 3, 16, 16)
+    assert "coffee (scikit-image)" in p.describe()
+
+
+def test_photo_patches_are_seeded_and_options_work():
+    a = data.photo_patches("train_b", patch_size=24, per_image=2, seed=5)
+    b = data.photo_patches("train_b", patch_size=24, per_image=2, seed=5)
+    assert torch.equal(a.patches, b.patches)
+    g = data.photo_patches(["coffee"], patch_size=24, per_image=2, seed=5, gray=True, scale=0.5, min_std=0.05)
+    assert g.patches.shape == (2, 1, 24, 24)
+    with pytest.raises(tl.TutorialError, match="Unknown photo"):
+        data.load_photos(["lena"])
+    with pytest.raises(tl.TutorialError, match="smaller than the patch"):
+        data.photo_patches("test", patch_size=2000)
+
+
+def test_check_images_messages():
+    with pytest.raises(tl.InputShapeError, match=r"\(N, C, H, W\)"):
+        data.check_images(torch.rand(3, 8, 8))
+    with pytest.raises(tl.InputShapeError, match="3 channel"):
+        data.check_images(torch.rand(1, 1, 8, 8), channels=3)
+    with pytest.raises(tl.InputShapeError, match="floating-point"):
+        data.check_images(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(tl.InputShapeError, match="torch.Tensor"):
+        data.check_images([[1.0]])
+    assert data.rgb_to_gray(torch.ones(2, 3, 4, 4)).shape == (2, 1, 4, 4)

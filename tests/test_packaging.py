@@ -1,0 +1,58 @@
+"""pyproject.toml and environment.yml must install the same packages with the same ranges."""
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+CONDA_TO_PIP = {"pytorch": "torch"}
+NOT_PACKAGES = {"python", "pip"}
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    assert match, requirement
+    return match.group(1).lower(), match.group(2).replace(" ", "")
+
+
+def pip_requirements() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return dict(_split(r) for r in reqs)
+
+
+def conda_requirements() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    out = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):  # the pip section installs the project itself
+            assert dep.get("pip") == ["-e ."], dep
+            continue
+        name, spec = _split(dep)
+        if name not in NOT_PACKAGES:
+            out[CONDA_TO_PIP.get(name, name)] = spec
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    pip, conda = pip_requirements(), conda_requirements()
+    assert sorted(set(pip) - set(conda)) == [], "in pyproject.toml but not in environment.yml"
+    assert sorted(set(conda) - set(pip)) == [], "in environment.yml but not in pyproject.toml"
+    differing = {k: (pip[k], conda[k]) for k in pip if pip[k] != conda[k]}
+    assert differing == {}, f"ranges differ: {differing}"
+
+
+def test_required_packages_have_ranges_not_pins():
+    pip = pip_requirements()
+    for name in ("torch", "torchvision", "jupyterlab", "ipywidgets", "matplotlib", "seaborn", "nbval", "papermill"):
+        assert name in pip, name
+    for name, spec in pip.items():
+        assert ">=" in spec and "<" in spec and "==" not in spec, f"{name}{spec}: use a lower bound and a major cap"
+
+
+def test_ci_calls_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme
