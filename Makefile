@@ -10,13 +10,15 @@ STAMP     := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
-.PHONY: env test unit run lab clean-cache clean help
+.PHONY: env test unit run lab student report clean-cache clean help
 
 help:
 	@echo "make env    create .venv and install tutorial_lib with everything it needs"
 	@echo "make test   unit tests, papermill smoke run of every notebook, nbval on the committed notebooks"
 	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ and print the claims table"
 	@echo "make lab    open JupyterLab on notebooks/"
+	@echo "make student  write student/ notebooks (solutions stubbed)"
+	@echo "make report   HTML site of the notebooks executed by make run, with the claims table"
 
 env: $(STAMP)
 
@@ -55,3 +57,10 @@ clean-cache:
 
 clean:
 	rm -rf executed results report student .cache .pytest_cache
+
+# Course edition: student notebooks (solutions stubbed, outputs cleared) and a static HTML report.
+student: $(STAMP)
+	$(PY) -m tutorial_lib.student notebooks student
+
+report: $(STAMP)
+	$(PY) -m tutorial_lib.report --executed executed --results results --out report
