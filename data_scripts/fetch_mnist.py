@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Download MNIST (four IDX files, about 11 MB) into $TUTORIAL_DATA/mnist, verifying SHA-256.
+"""Download MNIST (four IDX files, about 11 MB) into $TUTORIAL_DATA/mnist/MNIST/raw
+(torchvision first, the mirrors directly if that fails), verifying SHA-256.
 
     python data_scripts/fetch_mnist.py [--root DIR]
 

@@ -37,7 +37,7 @@ def test_idx_round_trip_and_validation(tmp_path):
 
 
 def test_load_mnist_reads_real_format(tmp_path):
-    arrays = _fake_mnist(tmp_path / "mnist")
+    arrays = _fake_mnist(pd_.mnist_dir(tmp_path))
     d = pd_.load_mnist(tmp_path, verify_checksums=False)
     assert d.x_train.shape == (12, 1, 28, 28) and d.x_test.shape == (5, 1, 28, 28)
     assert torch.equal(d.y_train, torch.from_numpy(arrays["train_labels"].astype(np.int64)))
@@ -50,6 +50,30 @@ def test_load_mnist_reads_real_format(tmp_path):
 def test_missing_mnist_says_how_to_fetch(tmp_path):
     with pytest.raises(tl.DatasetMissing, match="data_scripts/fetch_mnist.py"):
         pd_.load_mnist(tmp_path)
+
+
+def test_fetch_mnist_offline_fails_clearly(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    monkeypatch.setattr(pd_.urllib.request, "urlopen", no_network)
+    with pytest.raises(tl.DatasetMissing, match="(?s)Network is unreachable.*copy it to"):
+        pd_.fetch_mnist(tmp_path)
+
+
+def test_fetch_mnist_keeps_verified_files(tmp_path, monkeypatch):
+    """Files already in place are verified, not downloaded again (here they fail the published checksum)."""
+    _fake_mnist(pd_.mnist_dir(tmp_path))
+    monkeypatch.setattr(pd_.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
+    with pytest.raises(tl.TutorialError, match="Checksum mismatch"):
+        pd_.fetch_mnist(tmp_path)
 
 
 def test_fetch_verifies_and_fails_clearly_offline(tmp_path, monkeypatch):

@@ -128,11 +128,29 @@ def mnist_remote_files() -> list[RemoteFile]:
             for name, sha in MNIST_FILES.values()]
 
 
+def mnist_dir(root: str | os.PathLike | None = None) -> Path:
+    """Where the four MNIST files live: the layout torchvision's ``MNIST`` class uses (``mnist/MNIST/raw``)."""
+    return Path(root or data_dir()) / "mnist" / "MNIST" / "raw"
+
+
 def fetch_mnist(root: str | os.PathLike | None = None) -> Path:
-    """Download the four MNIST files into ``root/mnist`` with SHA-256 checks."""
-    folder = Path(root or data_dir()) / "mnist"
-    for remote in mnist_remote_files():
-        fetch(remote, folder)
+    """Download MNIST through torchvision first, else from the mirrors directly; verify every SHA-256.
+
+    torchvision's downloader checks MD5 sums; the files it keeps are then checked against the
+    published SHA-256 sums here, so both routes end with the same guarantee.
+    """
+    folder = mnist_dir(root)
+    remotes = mnist_remote_files()
+    if not all((folder / r.name).exists() for r in remotes):
+        try:
+            from torchvision.datasets import MNIST
+
+            for train in (True, False):
+                MNIST(str(folder.parent.parent), train=train, download=True)
+        except Exception as err:  # offline, mirror down, or an old torchvision: use our own downloader
+            print(f"torchvision could not download MNIST ({type(err).__name__}: {err}); trying the mirrors directly.")
+    for remote in remotes:
+        fetch(remote, folder)  # verifies a present file, downloads a missing one
     return folder
 
 
@@ -177,7 +195,7 @@ def load_mnist(root: str | os.PathLike | None = None, size: int = 28, verify_che
 
     from .data import DigitsData
 
-    folder = Path(root or data_dir()) / "mnist"
+    folder = mnist_dir(root)
     paths = {key: folder / name for key, (name, _) in MNIST_FILES.items()}
     missing = [p.name for p in paths.values() if not p.exists()]
     if missing:
