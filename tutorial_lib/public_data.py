@@ -150,7 +150,12 @@ def fetch_mnist(root: str | os.PathLike | None = None) -> Path:
         except Exception as err:  # offline, mirror down, or an old torchvision: use our own downloader
             print(f"torchvision could not download MNIST ({type(err).__name__}: {err}); trying the mirrors directly.")
     for remote in remotes:
-        fetch(remote, folder)  # verifies a present file, downloads a missing one
+        try:
+            fetch(remote, folder)  # verifies a present file, downloads a missing one
+        except DatasetMissing as err:
+            names = ", ".join(r.name for r in remotes)
+            raise DatasetMissing(f"{err}\nMNIST needs all four files in that folder: {names} "
+                                 f"(SHA-256 sums in tutorial_lib/public_data.py).") from None
     return folder
 
 
