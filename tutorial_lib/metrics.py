@@ -70,23 +70,34 @@ def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(features_a, features_b) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets:
+def frechet_from_stats(mu_a, cov_a, mu_b, cov_b) -> float:
+    """Frechet distance between N(mu_a, cov_a) and N(mu_b, cov_b):
 
     ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``.
 
     The matrix square roots use symmetric eigendecompositions, which stay real and stable.
     """
-    mu_a, cov_a = gaussian_stats(features_a)
-    mu_b, cov_b = gaussian_stats(features_b)
-    if mu_a.shape != mu_b.shape:
-        raise InputShapeError(f"feature dimensions differ: {mu_a.shape[0]} vs {mu_b.shape[0]}.")
+    as64 = lambda v: v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float64)  # noqa: E731
+    mu_a, cov_a, mu_b, cov_b = map(as64, (mu_a, cov_a, mu_b, cov_b))
+    cov_a, cov_b = np.atleast_2d(cov_a), np.atleast_2d(cov_b)
+    if mu_a.shape != mu_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != (mu_a.size, mu_a.size):
+        raise InputShapeError(f"inconsistent statistics: means {mu_a.shape} and {mu_b.shape}, "
+                              f"covariances {cov_a.shape} and {cov_b.shape}.")
     vals, vecs = np.linalg.eigh(cov_a)
     root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
     middle = root_a @ cov_b @ root_a
     trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_root)
     return max(value, 0.0)
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Frechet distance between Gaussians fitted to two (N, D) feature sets (see :func:`frechet_from_stats`)."""
+    mu_a, cov_a = gaussian_stats(features_a)
+    mu_b, cov_b = gaussian_stats(features_b)
+    if mu_a.shape != mu_b.shape:
+        raise InputShapeError(f"feature dimensions differ: {mu_a.shape[0]} vs {mu_b.shape[0]}.")
+    return frechet_from_stats(mu_a, cov_a, mu_b, cov_b)
 
 
 @torch.no_grad()
