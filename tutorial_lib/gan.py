@@ -145,6 +145,9 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
     if ema is not None and not 0.0 <= ema < 1.0:
         raise TutorialError(f"ema must be in [0, 1), got {ema!r}.")
     avg = {k: v.detach().clone() for k, v in G.state_dict().items()} if ema else None
+    if avg is not None:
+        live = G.state_dict()
+        pairs = ([avg[k] for k in avg if avg[k].is_floating_point()], [live[k] for k in avg if avg[k].is_floating_point()])
     history: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": [], "penalty": []}
     start = time.perf_counter()
     bar = progress(range(steps), desc=desc) if desc else range(steps)
@@ -170,8 +173,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
         opt_g.step()
         if avg is not None:
             with torch.no_grad():
-                for k, v in G.state_dict().items():
-                    avg[k].mul_(ema).add_(v.detach(), alpha=1.0 - ema)
+                torch._foreach_lerp_(pairs[0], pairs[1], 1.0 - ema)  # avg <- ema * avg + (1 - ema) * theta
         if step % log_every == 0 or step == steps - 1:
             history["step"].append(step)
             history["d_loss"].append(float(d_loss.detach()))
@@ -374,7 +376,7 @@ DIGITS_GAN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(digit_size=8, classifier_epochs=3, z_dim=32, g_hidden=[128, 256], d_hidden=[256, 128],
                   gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
     "laptop": dict(digit_size=8, classifier_epochs=40, z_dim=32, g_hidden=[128, 256], d_hidden=[256, 128],
-                   gan_steps=6000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+                   gan_steps=8000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
     "gpu": dict(digit_size=16, classifier_epochs=60, z_dim=64, g_hidden=[256, 512], d_hidden=[512, 256],
                 gan_steps=20000, gan_batch=128, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
 }

@@ -56,6 +56,39 @@ def param_distance(G: nn.Module, references: Sequence[Mapping[str, torch.Tensor]
     return total / len(references) / scale
 
 
+def fast_distance(G: nn.Module, references: Sequence[Mapping[str, torch.Tensor]], scale: float = 1.0,
+                  reduction: str = "tensor"):
+    """A faster :func:`param_distance` for training loops: the K references are stacked once into a
+    (K, P) matrix with per-element weights, so each call is one concatenation and one weighted sum.
+    Returns a function ``G -> d``."""
+    if reduction not in ("tensor", "flat"):
+        raise TutorialError(f"reduction must be 'tensor' or 'flat', got {reduction!r}.")
+    if len(references) == 0:
+        raise TutorialError("fast_distance needs at least one reference state (theta_N).")
+    names = [k for k, _ in G.named_parameters()]
+    params = dict(G.named_parameters())
+    device = next(G.parameters()).device
+    for ref in references:
+        for k in names:
+            if k not in ref:
+                raise TutorialError(f"The reference state has no entry for {k!r}.")
+            if ref[k].shape != params[k].shape:
+                raise InputShapeError(f"Reference {k!r} has shape {tuple(ref[k].shape)}, parameter {tuple(params[k].shape)}.")
+    refs = torch.stack([torch.cat([ref[k].detach().to(device).flatten() for k in names]) for ref in references])
+    if reduction == "tensor":
+        weights = torch.cat([torch.full((params[k].numel(),), 1.0 / (params[k].numel() * len(names))) for k in names])
+    else:
+        total = sum(params[k].numel() for k in names)
+        weights = torch.full((total,), 1.0 / total)
+    weights = weights.to(device) / (len(references) * scale)
+
+    def distance(model: nn.Module) -> torch.Tensor:
+        flat = torch.cat([p.flatten() for p in model.parameters()])
+        return ((flat.unsqueeze(0) - refs) ** 2 * weights).sum()
+
+    return distance
+
+
 def repulsion_loss(kind: str, d: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """The three repulsion losses of the paper, as functions of the distance d:
     IL2 = 1/d, NL2 = -d, EL2 = exp(-alpha * d). All decrease as d grows."""
@@ -146,7 +179,8 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     if kind is not None:
         if kind.upper() not in REPULSIONS:
             raise TutorialError(f"Unknown repulsion {kind!r}; choose one of {', '.join(REPULSIONS)} or None.")
-        terms.append(lambda g: gamma * repulsion_loss(kind, param_distance(g, refs, scale, reduction), alpha))
+        dist = fast_distance(G, refs, scale, reduction)
+        terms.append(lambda g: gamma * repulsion_loss(kind, dist(g), alpha))
     if ewc is not None:
         fisher, lam = ewc
         terms.append(lambda g: ewc_penalty(g, fisher, theta_g, lam))

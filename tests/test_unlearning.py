@@ -1,0 +1,133 @@
+"""Tests for tutorial_lib.unlearning: distances, repulsion losses, PUL, stage 1 and stage 2."""
+
+import pytest
+import torch
+
+import tutorial_lib as tl
+from tutorial_lib import gan, unlearning
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def small_gan():
+    torch.manual_seed(0)
+    return gan.Generator(4, (1, 8, 8), (16,)), gan.Discriminator((1, 8, 8), (16,))
+
+
+def shifted(G, by):
+    return {k: v.detach() + by for k, v in G.state_dict().items()}
+
+
+def test_param_distance_values_and_gradient():
+    G, _ = small_gan()
+    d = unlearning.param_distance(G, [shifted(G, 1.0)])
+    assert float(d.detach()) == pytest.approx(1.0)
+    d2 = unlearning.param_distance(G, [shifted(G, 1.0), shifted(G, 3.0)], scale=5.0)
+    assert float(d2) == pytest.approx((1.0 + 9.0) / 2 / 5.0)
+    assert float(unlearning.param_distance(G, [shifted(G, 2.0)], reduction="flat")) == pytest.approx(4.0)
+    d.backward()
+    assert all(p.grad is not None for p in G.parameters())
+
+
+def test_fast_distance_matches_reference():
+    G, _ = small_gan()
+    refs = [{k: v + torch.randn_like(v) for k, v in G.state_dict().items()} for _ in range(3)]
+    for reduction in ("tensor", "flat"):
+        slow = float(unlearning.param_distance(G, refs, 2.0, reduction).detach())
+        fast = float(unlearning.fast_distance(G, refs, 2.0, reduction)(G).detach())
+        assert fast == pytest.approx(slow, rel=1e-5)
+
+
+def test_distance_errors():
+    G, _ = small_gan()
+    with pytest.raises(tl.TutorialError):
+        unlearning.param_distance(G, [])
+    with pytest.raises(tl.TutorialError):
+        unlearning.param_distance(G, [{"x": torch.zeros(1)}])
+    bad = {k: torch.zeros(3) for k in G.state_dict()}
+    with pytest.raises(tl.InputShapeError):
+        unlearning.param_distance(G, [bad])
+    with pytest.raises(tl.InputShapeError):
+        unlearning.fast_distance(G, [bad])
+    with pytest.raises(tl.TutorialError):
+        unlearning.param_distance(G, [shifted(G, 1.0)], reduction="median")
+
+
+def test_repulsion_losses_decrease_with_distance():
+    d = torch.tensor([1.0, 2.0, 4.0])
+    for kind in unlearning.REPULSIONS:
+        values = unlearning.repulsion_loss(kind, d, alpha=0.5)
+        assert (values[1:] < values[:-1]).all(), kind
+    assert torch.allclose(unlearning.repulsion_loss("IL2", d), 1 / d)
+    assert torch.allclose(unlearning.repulsion_loss("nl2", d), -d)
+    assert torch.allclose(unlearning.repulsion_loss("EL2", d, 2.0), torch.exp(-2 * d))
+    with pytest.raises(tl.TutorialError):
+        unlearning.repulsion_loss("L1", d)
+
+
+def test_pul():
+    assert unlearning.pul(100, 10) == pytest.approx(90.0)
+    assert unlearning.pul(50, 50) == 0.0
+    assert unlearning.pul(10, 20) == pytest.approx(-100.0)
+    with pytest.raises(tl.TutorialError):
+        unlearning.pul(0, 0)
+
+
+class ByBrightness(torch.nn.Module):
+    """A stand-in classifier: class 8 if the mean pixel is above 0.5, else class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        bright = (x.flatten(1).mean(1) > 0.5).float()
+        logits = torch.zeros(len(x), 10)
+        logits[:, 8] = bright
+        logits[:, 1] = 1 - bright
+        return logits
+
+    def predict(self, x):
+        return self(x).argmax(1)
+
+
+def test_split_generated_and_fallback(capsys):
+    G, _ = small_gan()
+    clf = ByBrightness()
+    neg, pos = unlearning.split_generated(G, clf, 8, n=40, seed=0)
+    assert len(neg) + len(pos) == 40
+    assert all(float(x.mean()) > 0.5 for x in neg)
+    neg2, pos2 = unlearning.split_generated(G, clf, 3, n=40, seed=0, min_negatives=5)
+    assert len(neg2) == 5 and len(pos2) == 35
+    assert "highest score" in capsys.readouterr().out
+    with pytest.raises(tl.TutorialError):
+        unlearning.split_generated(G, clf, 11, n=10, seed=0)
+
+
+def test_stage1_and_stage2_run_and_leave_inputs_unchanged():
+    G, D = small_gan()
+    before = gan.clone_state(G)
+    data = torch.rand(20, 1, 8, 8)
+    s1 = unlearning.adapt_to_negatives(G, D, data, k=2, steps=3, lam=1.0, batch_size=4, seed=0, desc=None)
+    assert len(s1["states"]) == 2 and set(s1["fisher"]) == {k for k, _ in G.named_parameters()}
+    assert any(not torch.equal(s1["states"][0][k], before[k]) for k in before)
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    for kind in (*unlearning.REPULSIONS, None):
+        out = unlearning.unlearn(G, D, data, s1["states"], kind=kind, gamma=1.0, steps=3, batch_size=4,
+                                 desc=None, ema=0.5 if kind else None, r1=1.0,
+                                 ewc=(s1["fisher"], 1.0) if kind is None else None)
+        assert out["d0"] > 0 and out["seconds"] >= 0
+        assert isinstance(out["G"], gan.Generator)
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    with pytest.raises(tl.TutorialError):
+        unlearning.unlearn(G, D, data, s1["states"], kind="XL2", gamma=1.0, steps=1, desc=None)
+    with pytest.raises(tl.TutorialError):
+        unlearning.adapt_to_negatives(G, D, data[:1], k=1, steps=1, lam=0.0, desc=None)
+    with pytest.raises(tl.TutorialError):
+        unlearning.adapt_to_negatives(G, D, data, k=0, steps=1, lam=0.0, desc=None)
