@@ -1,0 +1,104 @@
+import copy
+
+import pytest
+import torch
+
+import tutorial_lib as tl
+from tutorial_lib import degradations as dg
+from tutorial_lib import restoration as R
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    x = torch.rand((6, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    return dg.make_pairs(x, seed=0)
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    return R.AllInOneRestorer(width=4, n_prompts=2, prompt_dim=4, depth=1)
+
+
+def test_model_shapes_and_prompt_weights():
+    m = small_model()
+    x = torch.rand(2, 3, 16, 16)
+    assert m(x).shape == x.shape
+    w = m.prompt_weights(x)
+    assert w.shape == (2, 2) and torch.allclose(w.sum(1), torch.ones(2))
+    out = m.restore(x)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_model_rejects_bad_inputs():
+    m = small_model()
+    with pytest.raises(tl.InputShapeError):
+        m(torch.rand(2, 1, 16, 16))
+    with pytest.raises(tl.InputShapeError):
+        m(torch.rand(2, 3, 18, 18))
+    with pytest.raises(tl.InputShapeError):
+        m(torch.rand(3, 16, 16))
+    with pytest.raises(tl.TutorialError):
+        R.AllInOneRestorer(width=2)
+
+
+def test_training_lowers_the_loss(pairs):
+    m = small_model()
+    before = R.evaluate(m, pairs)
+    out = R.train_restorer(m, pairs, steps=40, batch_size=8, lr=3e-3, log_every=10)
+    after = R.evaluate(m, pairs)
+    assert len(out["loss_curve"]) == 4
+    assert out["loss_curve"][-1] < out["loss_curve"][0]
+    assert set(after) == set(dg.TASKS)
+    assert sum(after[t]["psnr"] for t in dg.TASKS) > sum(before[t]["psnr"] for t in dg.TASKS)
+    with pytest.raises(tl.TutorialError):
+        R.train_restorer(m, pairs, steps=0)
+    with pytest.raises(tl.TutorialError):
+        R.train_restorer(m, "not pairs")
+
+
+def test_pgd_stays_in_budget_and_increases_gap(pairs):
+    m = small_model(0)
+    ref = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = pairs.degraded[:4]
+    hist = []
+    xa = R.pgd_attack(m, ref, x, eps=4 / 255, steps=3, gen=torch.Generator().manual_seed(0), history=hist)
+    assert float((xa - x).abs().max()) <= 4 / 255 + 1e-6
+    assert float(xa.min()) >= 0 and float(xa.max()) <= 1
+    assert len(hist) == 3
+    start = R.pgd_attack(m, ref, x, eps=4 / 255, steps=0, gen=torch.Generator().manual_seed(0))
+    gap = lambda z: float((m(z) - ref(z)).abs().mean())  # noqa: E731
+    with torch.no_grad():
+        assert gap(xa) > gap(start)
+    with pytest.raises(tl.TutorialError):
+        R.pgd_attack(m, ref, x, eps=-1.0)
+
+
+def test_bounded_ascent_is_zero_beyond_the_input_error(pairs):
+    m = small_model()
+    x, y = pairs.degraded[:4], pairs.clean[:4]
+    identity = lambda z: z  # noqa: E731  the output equals the input: error == input error
+    assert float(R.bounded_ascent_loss(identity, x, y)) == pytest.approx(0.0, abs=1e-7)
+    perfect = lambda z: y  # noqa: E731
+    assert float(R.bounded_ascent_loss(perfect, x, y)) == pytest.approx(float(R.per_image_l1(x, y).mean()))
+    assert float(R.identity_forget_loss(identity, x)) == 0.0
+    assert float(R.plain_ascent_loss(m, x, y)) < 0
+
+
+@pytest.mark.parametrize("method", R.FORGET_METHODS)
+def test_forget_runs_every_method(pairs, method):
+    m = small_model()
+    calls = []
+    out = R.forget(m, pairs.select("haze"), pairs.select(["noise", "rain"]), method, steps=3,
+                   batch_size=4, monitor=lambda s, mod: calls.append(s), monitor_every=1)
+    assert len(out["losses"]) == 3 and out["seconds"] > 0
+    assert calls == [0, 1, 2, 3]
+
+
+def test_forget_rejects_unknown_method(pairs):
+    with pytest.raises(tl.TutorialError):
+        R.forget(small_model(), pairs.select("haze"), pairs.select("rain"), "magic")
+    with pytest.raises(tl.TutorialError):
+        R.forget(small_model(), pairs.select("haze"), None, "finetune")

@@ -1,0 +1,325 @@
+"""All-in-one image restoration and forgetting one of its tasks.
+
+* :class:`AllInOneRestorer` - a small residual encoder-decoder with PromptIR-style learned prompts:
+  the network looks at its own input (global average of encoder features), predicts softmax weights
+  over ``n_prompts`` learned prompt vectors, and the mixed prompt modulates the bottleneck
+  (scale and shift). The task label is never given to it: it must recognise the degradation.
+* :func:`train_restorer` - L1 training on degraded/clean pairs (Adam, cosine schedule).
+* :func:`evaluate` - per-task PSNR / SSIM, next to the degraded input's.
+* :func:`pgd_attack` - L-infinity PGD on the inputs that maximises the distance between the current
+  model's output and a reference model's output.
+* Forgetting losses: :func:`bounded_ascent_loss` (gradient ascent clipped at the input's own error),
+  :func:`identity_forget_loss` (output should equal the degraded input), :func:`plain_ascent_loss`,
+  :func:`neggrad_plus_loss`, :func:`adversarial_regulariser`; :func:`forget` runs any of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import check_images
+from .degradations import PairSet
+from .errors import InputShapeError, TutorialError
+
+FORGET_METHODS = ("bounded_ga", "identity", "plain_ga", "neggrad_plus", "finetune")
+
+
+# ------------------------------------------------------------------------------------------ model
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.c2(F.gelu(self.c1(x)))
+
+
+class PromptBlock(nn.Module):
+    """PromptIR-style prompt: softmax weights over learned prompts, predicted from the features."""
+
+    def __init__(self, ch: int, n_prompts: int, prompt_dim: int):
+        super().__init__()
+        self.prompts = nn.Parameter(torch.randn(n_prompts, prompt_dim) * 0.5)
+        self.select = nn.Linear(ch, n_prompts)
+        self.film = nn.Linear(prompt_dim, 2 * ch)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def weights(self, feat: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.select(feat.mean(dim=(2, 3))), dim=1)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        prompt = self.weights(feat) @ self.prompts
+        scale, shift = self.film(prompt).chunk(2, dim=1)
+        return feat * (1 + scale[..., None, None]) + shift[..., None, None]
+
+
+class AllInOneRestorer(nn.Module):
+    """Residual U-Net-like restorer (two scales) with a degradation-aware prompt at the bottleneck.
+
+    ``forward(x)`` returns ``x + residual(x)`` (not clamped, so gradients flow everywhere);
+    :meth:`restore` clamps to [0, 1] and works in batches without gradients.
+    """
+
+    def __init__(self, width: int = 24, n_prompts: int = 4, prompt_dim: int = 32, depth: int = 2):
+        super().__init__()
+        if width < 4 or n_prompts < 1 or depth < 1:
+            raise TutorialError(f"need width >= 4, n_prompts >= 1, depth >= 1; got {width}, {n_prompts}, {depth}.")
+        w = width
+        self.head = nn.Conv2d(3, w, 3, padding=1)
+        self.enc1 = ResBlock(w)
+        self.down1 = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1)
+        self.enc2 = ResBlock(2 * w)
+        self.down2 = nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1)
+        self.mid = nn.Sequential(*[ResBlock(4 * w) for _ in range(depth)])
+        self.prompt = PromptBlock(4 * w, n_prompts, prompt_dim)
+        self.mid2 = ResBlock(4 * w)
+        self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
+        self.dec2 = ResBlock(2 * w)
+        self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
+        self.dec1 = ResBlock(w)
+        self.tail = nn.Conv2d(w, 3, 3, padding=1)
+
+    def _check(self, x: torch.Tensor) -> None:
+        check_images(x, channels=3, name="restorer input")
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise InputShapeError(f"The restorer needs height and width divisible by 4, got {tuple(x.shape[-2:])}.")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return self.mid(self.down2(self.enc2(self.down1(self.enc1(self.head(x))))))
+
+    def prompt_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, n_prompts) prompt mixing weights the model chooses for each input."""
+        return self.prompt.weights(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        e1 = self.enc1(self.head(x))
+        e2 = self.enc2(self.down1(e1))
+        m = self.mid2(self.prompt(self.mid(self.down2(e2))))
+        d2 = self.dec2(self.up2(m) + e2)
+        d1 = self.dec1(self.up1(d2) + e1)
+        return x + self.tail(d1)
+
+    @torch.no_grad()
+    def restore(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = torch.cat([self(x[i:i + batch_size].to(device)).clamp(0, 1).cpu()
+                         for i in range(0, len(x), batch_size)])
+        self.train(was)
+        return out
+
+
+# --------------------------------------------------------------------------------------- training
+def _batches(n: int, batch_size: int, gen: torch.Generator):
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield order[i:i + batch_size]
+
+
+def _check_pairs(pairs: PairSet, name: str = "pairs") -> None:
+    if not isinstance(pairs, PairSet):
+        raise TutorialError(f"{name} must be a PairSet (degradations.make_pairs), got {type(pairs).__name__}.")
+    if len(pairs) == 0:
+        raise TutorialError(f"{name} is empty.")
+
+
+def train_restorer(model: nn.Module, pairs: PairSet, *, steps: int = 1000, batch_size: int = 16,
+                   lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu",
+                   desc: str = "training", log_every: int = 50) -> dict:
+    """L1 training on ``pairs`` with Adam and a cosine learning-rate schedule.
+
+    Returns ``{"loss_curve": [...]}`` (mean L1 every ``log_every`` steps)."""
+    from .runtime import progress
+
+    _check_pairs(pairs)
+    if steps < 1 or batch_size < 1:
+        raise TutorialError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}.")
+    batch_size = min(batch_size, len(pairs))
+    gen = torch.Generator().manual_seed(int(seed))
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
+    batches = _batches(len(pairs), batch_size, gen)
+    curve, running = [], 0.0
+    for step in progress(range(steps), desc=desc):
+        idx = next(batches)
+        x, y = pairs.degraded[idx].to(device), pairs.clean[idx].to(device)
+        loss = F.l1_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if (step + 1) % log_every == 0:
+            curve.append(running / log_every)
+            running = 0.0
+    model.eval()
+    return {"loss_curve": curve}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, pairs: PairSet, outputs: torch.Tensor | None = None) -> dict:
+    """Per-task metrics: ``{task: {"psnr", "ssim", "input_psnr", "input_ssim", "gain"}}`` (dB)."""
+    from . import metrics
+
+    _check_pairs(pairs)
+    out = model.restore(pairs.degraded) if outputs is None else outputs
+    result = {}
+    for i, task in enumerate(pairs.tasks):
+        keep = pairs.task == i
+        if not keep.any():
+            continue
+        y, x, o = pairs.clean[keep], pairs.degraded[keep], out[keep]
+        p, pin = float(metrics.psnr(o, y)), float(metrics.psnr(x, y))
+        result[task] = {"psnr": p, "ssim": float(metrics.ssim(o, y)), "input_psnr": pin,
+                        "input_ssim": float(metrics.ssim(x, y)), "gain": p - pin,
+                        "psnr_to_input": float(metrics.psnr(o, x))}
+    return result
+
+
+# ------------------------------------------------------------------------------------------- PGD
+def pgd_attack(model: nn.Module, reference: nn.Module, x: torch.Tensor, *, eps: float = 4 / 255,
+               alpha: float | None = None, steps: int = 2, gen: torch.Generator | None = None,
+               history: list | None = None) -> torch.Tensor:
+    """L-infinity PGD: find ``x + delta`` (``|delta| <= eps``, image kept in [0, 1]) that maximises
+    ``L1(model(x + delta), reference(x + delta))``, starting from a uniform random ``delta``.
+
+    ``alpha`` (step size) defaults to ``2.5 * eps / steps``. If ``history`` is a list, each step
+    appends ``{"step", "loss", "delta_linf"}``. Returns the perturbed inputs (detached).
+    """
+    check_images(x, channels=3, name="x")
+    if eps < 0 or steps < 0:
+        raise TutorialError(f"eps and steps must be >= 0, got {eps}, {steps}.")
+    alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
+    if gen is None:
+        delta = (torch.rand_like(x) * 2 - 1) * eps
+    else:
+        delta = ((torch.rand(x.shape, generator=gen) * 2 - 1) * eps).to(x.device)
+    delta = ((x + delta).clamp(0, 1) - x).detach()
+    was = model.training
+    model.eval()
+    for step in range(steps):
+        delta.requires_grad_(True)
+        xa = x + delta
+        # the gradient flows through both networks: we want the input direction that
+        # separates them, not the one that changes the model's output (which the reference shares)
+        loss = F.l1_loss(model(xa), reference(xa))
+        grad, = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
+            delta = (x + delta).clamp(0, 1) - x
+        if history is not None:
+            history.append({"step": step + 1, "loss": loss.item(), "delta_linf": float(delta.abs().max())})
+    model.train(was)
+    return (x + delta).detach()
+
+
+# ------------------------------------------------------------------------------ forgetting losses
+def per_image_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().flatten(1).mean(1)
+
+
+def plain_ascent_loss(model: nn.Module, x_f: torch.Tensor, y_f: torch.Tensor) -> torch.Tensor:
+    """Unbounded gradient ascent: minimise ``-L1(model(x_f), y_f)`` (diverges)."""
+    return -F.l1_loss(model(x_f), y_f)
+
+
+def bounded_ascent_loss(model: nn.Module, x_f: torch.Tensor, y_f: torch.Tensor,
+                        margin: float = 1.0) -> torch.Tensor:
+    """Gradient ascent clipped at the input's own error, per image:
+    ``mean_i relu(margin * L1(x_i, y_i) - L1(model(x_i), y_i))``; zero gradient once the output is as
+    far from the clean image as the degraded input is."""
+    bound = margin * per_image_l1(x_f, y_f)
+    return F.relu(bound - per_image_l1(model(x_f), y_f)).mean()
+
+
+def identity_forget_loss(model: nn.Module, x_f: torch.Tensor) -> torch.Tensor:
+    """``L1(model(x_f), x_f)``: on the forgotten degradation the model should return its input."""
+    return F.l1_loss(model(x_f), x_f)
+
+
+def neggrad_plus_loss(model: nn.Module, x_r, y_r, x_f, y_f, beta: float = 0.95) -> torch.Tensor:
+    """NegGrad+: ``beta * L1(retain) - (1 - beta) * L1(forget)``."""
+    return beta * F.l1_loss(model(x_r), y_r) - (1 - beta) * F.l1_loss(model(x_f), y_f)
+
+
+def adversarial_regulariser(model: nn.Module, reference: nn.Module, x_adv: torch.Tensor) -> torch.Tensor:
+    """``L1(model(x_adv), reference(x_adv))``: keep the original behaviour near the retained inputs."""
+    with torch.no_grad():
+        target = reference(x_adv)
+    return F.l1_loss(model(x_adv), target)
+
+
+def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, method: str, *,
+           steps: int = 60, batch_size: int = 16, lr: float = 5e-4, seed: int = 0,
+           adv_weight: float = 1.0, eps: float = 4 / 255, pgd_steps: int = 1, margin: float = 1.0,
+           beta: float = 0.95, device: torch.device | str = "cpu",
+           monitor: Callable[[int, nn.Module], None] | None = None, monitor_every: int = 0,
+           desc: str | None = None) -> dict:
+    """Make ``model`` (in place) forget the degradation of ``forget_pairs``.
+
+    ``method``: ``"bounded_ga"`` (bounded ascent + adversarial regulariser), ``"identity"``
+    (identity target + adversarial regulariser), ``"plain_ga"`` (unbounded ascent on the forget set
+    only), ``"neggrad_plus"``, ``"finetune"`` (L1 on the retain set only). A frozen copy of the model
+    at entry is the reference of the adversarial regulariser. Returns ``{"seconds", "losses"}``.
+    ``monitor(step, model)`` is called every ``monitor_every`` steps (and at step 0); its time is
+    not counted in ``seconds``.
+    """
+    from .runtime import progress
+
+    if method not in FORGET_METHODS:
+        raise TutorialError(f"Unknown forgetting method {method!r}; choose one of {', '.join(FORGET_METHODS)}.")
+    _check_pairs(forget_pairs, "forget_pairs")
+    _check_pairs(retain_pairs, "retain_pairs")
+    gen = torch.Generator().manual_seed(int(seed))
+    model.to(device)
+    reference = copy.deepcopy(model).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    bf = _batches(len(forget_pairs), min(batch_size, len(forget_pairs)), gen)
+    br = _batches(len(retain_pairs), min(batch_size, len(retain_pairs)), gen)
+    losses, seconds = [], 0.0
+    if monitor is not None and monitor_every:
+        monitor(0, model)
+    for step in progress(range(steps), desc=desc or f"forget ({method})"):
+        start = time.perf_counter()
+        model.train()
+        i_f, i_r = next(bf), next(br)
+        x_f, y_f = forget_pairs.degraded[i_f].to(device), forget_pairs.clean[i_f].to(device)
+        x_r, y_r = retain_pairs.degraded[i_r].to(device), retain_pairs.clean[i_r].to(device)
+        if method == "plain_ga":
+            loss = plain_ascent_loss(model, x_f, y_f)
+        elif method == "finetune":
+            loss = F.l1_loss(model(x_r), y_r)
+        elif method == "neggrad_plus":
+            loss = neggrad_plus_loss(model, x_r, y_r, x_f, y_f, beta)
+        else:
+            x_adv = pgd_attack(model, reference, x_r, eps=eps, steps=pgd_steps, gen=gen)
+            term = (bounded_ascent_loss(model, x_f, y_f, margin) if method == "bounded_ga"
+                    else identity_forget_loss(model, x_f))
+            loss = term + adv_weight * adversarial_regulariser(model, reference, x_adv)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seconds += time.perf_counter() - start
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            break
+        if monitor is not None and monitor_every and (step + 1) % monitor_every == 0:
+            monitor(step + 1, model)
+    model.eval()
+    return {"seconds": seconds, "losses": losses}
