@@ -1,0 +1,222 @@
+"""Tests for tutorial_lib.isp (notebook 05: unpaired learned ISP)."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import tutorial_lib as tl
+from tutorial_lib import camera, isp
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_efficient_isp_shapes_and_parameter_count():
+    net = isp.EfficientISP()
+    assert sum(p.numel() for p in net.parameters()) == 3060
+    out = net(torch.rand(2, 4, 8, 10))
+    assert out.shape == (2, 3, 16, 20)
+    assert (out >= 0).all()  # last ReLU
+    bigger = isp.EfficientISP(width=32)
+    assert sum(p.numel() for p in bigger.parameters()) > 3060
+
+
+def test_efficient_isp_rejects_wrong_input():
+    net = isp.EfficientISP()
+    with pytest.raises(tl.InputShapeError):
+        net(torch.rand(2, 3, 8, 8))
+    with pytest.raises(tl.InputShapeError):
+        net(torch.rand(4, 8, 8))
+    with pytest.raises(tl.TutorialError):
+        isp.EfficientISP(width=0)
+
+
+def test_macs_per_megapixel_matches_hand_count():
+    # per packed position: 4*12*9 + 12*12*9 + 12*12*9 = 3024 MACs; 4 Bayer pixels per position
+    assert isp.macs_per_megapixel(isp.EfficientISP()) == pytest.approx(3024 / 4 * 1e6)
+
+
+def test_target_look_changes_colours_but_keeps_range_and_identity_look():
+    x = torch.rand(2, 3, 16, 16, generator=_gen())
+    y = isp.apply_look(x)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert (y - x).abs().mean() > 0.02
+    identity = isp.TargetLook(matrix=((1, 0, 0), (0, 1, 0), (0, 0, 1)), contrast=0.0, saturation=1.0)
+    assert torch.allclose(isp.apply_look(x, identity), x, atol=1e-4)
+    with pytest.raises(tl.InputShapeError):
+        isp.apply_look(torch.rand(2, 4, 8, 8))
+    with pytest.raises(tl.TutorialError):
+        isp.apply_look(x, isp.TargetLook(matrix=((1, 0), (0, 1))))
+
+
+def test_recolour_keeps_luma_and_is_seeded():
+    x = torch.rand(3, 3, 8, 8, generator=_gen()) * 0.5 + 0.25
+    a, b = isp.recolour(x, _gen(1), saturation=(0.5, 0.5)), isp.recolour(x, _gen(1), saturation=(0.5, 0.5))
+    assert torch.equal(a, b)
+    assert torch.allclose(isp.luminance(a), isp.luminance(x), atol=1e-4)
+
+
+def test_total_variation_and_content_loss():
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    assert float(isp.total_variation(flat)) == 0.0
+    assert float(isp.total_variation(torch.rand(1, 3, 8, 8, generator=_gen()))) > 0
+    fn = isp.FixedFilterFeatures(0)
+    x = torch.rand(2, 3, 16, 16, generator=_gen())
+    assert float(isp.content_loss(fn.content, x, x)) < 1e-6
+    # tolerant of a brightness gain (normalised features), not of a different structure
+    gain = float(isp.content_loss(fn.content, x * 0.8, x))
+    other = float(isp.content_loss(fn.content, torch.rand(2, 3, 16, 16, generator=_gen(5)), x))
+    assert gain < 0.1 * other
+    with pytest.raises(tl.InputShapeError):
+        isp.content_loss(fn.content, x, x[:, :, :8])
+
+
+def test_content_loss_gradient_flows_to_output_only():
+    fn = isp.FixedFilterFeatures(0)
+    out = torch.rand(1, 3, 16, 16, generator=_gen()).requires_grad_(True)
+    classic = torch.rand(1, 3, 16, 16, generator=_gen(1)).requires_grad_(True)
+    isp.content_loss(fn.content, out, classic).backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+    assert classic.grad is None
+
+
+def test_rpgan_losses_and_penalties():
+    real, fake = torch.tensor([2.0, 1.0]), torch.tensor([0.0, 1.0])
+    d = isp.rpgan_d_loss(real, fake)
+    expected = (torch.nn.functional.softplus(torch.tensor(-2.0)) + math.log(2)) / 2
+    assert float(d) == pytest.approx(float(expected))
+    assert float(isp.rpgan_g_loss(real, fake)) > float(d)
+    with pytest.raises(tl.InputShapeError):
+        isp.rpgan_d_loss(real, torch.zeros(3))
+    disc = isp.FeatureDiscriminator(4)
+    f = torch.rand(2, 4, 8, 8, generator=_gen())
+    pen = isp.gradient_penalty(disc, f)
+    assert pen.requires_grad and float(pen) >= 0
+    pen.backward()
+    assert disc.net[0].weight.grad is not None and disc.net[0].weight.grad.abs().sum() > 0
+    # a discriminator linear in its input has penalty ||w||^2 (mean over positions)
+    lin = torch.nn.Conv2d(4, 1, 1, bias=False)
+
+    class Mean(torch.nn.Module):
+        def forward(self, x):
+            return lin(x).mean(dim=(1, 2, 3))
+
+    expect = float(lin.weight.pow(2).sum()) / 64
+    assert float(isp.gradient_penalty(Mean(), f)) == pytest.approx(expect, rel=1e-5)
+    with pytest.raises(tl.InputShapeError):
+        disc(torch.rand(2, 3, 8, 8))
+
+
+def test_dynamic_weights_give_unit_norm_terms():
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    losses = {"a": (w ** 2).sum() * 100, "b": w.sum()}
+    weights, grads = isp.dynamic_weights(losses, [w])
+    ga, gb = 100 * 2 * torch.tensor([1.0, 2.0]), torch.ones(2)
+    assert weights["a"] == pytest.approx(1 / float(ga.norm()), rel=1e-5)
+    assert weights["b"] == pytest.approx(1 / float(gb.norm()), rel=1e-5)
+    assert torch.allclose(grads[0], ga / ga.norm() + gb / gb.norm(), atol=1e-5)
+    weights, grads = isp.dynamic_weights({"a": (w ** 2).sum(), "b": w.sum()}, [w], scales={"b": 0.0})
+    assert torch.allclose(grads[0], torch.tensor([1.0, 2.0]) / math.sqrt(5), atol=1e-5)
+    with pytest.raises(tl.TutorialError):
+        isp.dynamic_weights({}, [w])
+
+
+def test_fallback_features_are_deterministic_and_shaped():
+    a, b = isp.FixedFilterFeatures(3), isp.FixedFilterFeatures(3)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+    assert not any(p.requires_grad for p in a.parameters())
+    g = torch.rand(2, 1, 16, 16, generator=_gen())
+    t0, t1 = a.texture(g)
+    assert t0.shape == (2, a.texture_channels[0], 16, 16)
+    assert t1.shape == (2, a.texture_channels[1], 8, 8)
+    c = a.colour(torch.rand(2, 3, 16, 16, generator=_gen()))
+    assert c.shape == (2, a.colour_channels, 8, 8)
+    a.train()
+    assert not a.training
+    with pytest.raises(tl.InputShapeError):
+        a.texture(torch.rand(2, 3, 16, 16))
+
+
+def test_feature_networks_choice(tmp_path, monkeypatch):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        assert not isp.pretrained_available()
+        nets, why = isp.feature_networks("auto")
+        assert isinstance(nets, isp.FixedFilterFeatures) and "fallback" in why and "fetch_feature_weights" in why
+        with pytest.raises(tl.TutorialError, match="fetch_feature_weights"):
+            isp.feature_networks("pretrained")
+        with pytest.raises(tl.TutorialError):
+            isp.feature_networks("imagenet")
+        # a file with the right name but wrong content is refused (checksum prefix)
+        folder = isp.hub_checkpoint_dir()
+        folder.mkdir(parents=True)
+        (folder / isp.PRETRAINED_FILES["alexnet"].filename).write_bytes(b"not weights")
+        with pytest.raises(tl.TutorialError, match="corrupt"):
+            isp.pretrained_path("alexnet")
+        with pytest.raises(tl.TutorialError):
+            isp.pretrained_path("resnet")
+    finally:
+        torch.hub.set_dir(old)
+
+
+def test_pretrained_file_spec_matches_torchvision_names():
+    spec = isp.PRETRAINED_FILES["vgg19"]
+    assert spec.sha256_prefix == "dcbb9e9d"
+    assert spec.url.endswith("/vgg19-dcbb9e9d.pth")
+    remote = spec.remote()
+    assert remote.matches("dcbb9e9d" + "0" * 56) and not remote.matches("0" * 64)
+
+
+def test_make_phone_set_and_classic_isp():
+    gen = _gen(0)
+    params = camera.random_camera(gen)
+    rgb = torch.rand(2, 3, 16, 16, generator=_gen(1)) * 0.8 + 0.1
+    ps = isp.make_phone_set(rgb, params, gen, noise=False)
+    assert ps.raw.shape == (2, 4, 8, 8) and ps.classic.shape == rgb.shape and ps.truth.shape == rgb.shape
+    assert torch.allclose(ps.truth, isp.apply_look(rgb))
+    noisy = isp.make_phone_set(rgb, params, _gen(2), noise=True, noise_scale=0.5)
+    assert len(noisy.noise) == 2 and not torch.equal(noisy.raw, ps.raw)
+    with pytest.raises(tl.InputShapeError):
+        isp.make_phone_set(torch.rand(1, 3, 15, 16), params, gen)
+
+
+def test_train_paired_reduces_loss_and_render():
+    gen = _gen(0)
+    params = camera.random_camera(gen)
+    rgb = torch.rand(8, 3, 16, 16, generator=_gen(1)) * 0.8 + 0.1
+    ps = isp.make_phone_set(rgb, params, gen, noise=False)
+    net = isp.EfficientISP()
+    before = float((isp.render(net, ps.raw) - ps.truth).abs().mean())
+    extra = isp.train_paired(net, ps.raw, ps.truth, steps=60, batch=4, lr=5e-3, seed=0)
+    after = float((isp.render(net, ps.raw) - ps.truth).abs().mean())
+    assert after < before and len(extra["losses"]) > 1
+    with pytest.raises(tl.InputShapeError):
+        isp.train_paired(net, ps.raw, ps.truth[:, :, :8, :8], steps=1)
+
+
+def test_autocast_only_on_cuda():
+    with isp.autocast("cpu"):
+        y = torch.nn.functional.linear(torch.rand(2, 3), torch.rand(4, 3))
+    assert y.dtype == torch.float32
+
+
+def test_fetch_script_fails_clearly_offline(monkeypatch, tmp_path, capsys):
+    from tutorial_lib import public_data
+
+    def offline(*args, **kwargs):
+        raise tl.DatasetMissing("Could not download (offline)")
+
+    path = Path(__file__).resolve().parents[1] / "data_scripts" / "fetch_feature_weights.py"
+    spec = importlib.util.spec_from_file_location("fetch_feature_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "fetch", offline)
+    monkeypatch.setattr("sys.argv", ["fetch_feature_weights.py", "--only", "alexnet"])
+    assert module.main() == 1
+    assert "offline" in capsys.readouterr().err

@@ -1,0 +1,604 @@
+"""A learned smartphone ISP trained without aligned pairs (Arhire & Timofte, CVPRW 2025).
+
+The pieces notebook 05 builds on:
+
+* :class:`TargetLook` / :func:`apply_look` - the "target camera" (the DSLR whose rendering the
+  phone should imitate): a colour matrix in linear light, an S-shaped tone curve and extra
+  saturation, applied to sRGB images.
+* :class:`EfficientISP` - the lightweight RAW-to-RGB network (about 3k parameters at width 12):
+  Conv3x3(4->w)+tanh, Conv3x3(w->w)+ReLU, Conv3x3(w->12)+ReLU, PixelShuffle(2);
+  :func:`macs_per_megapixel` counts its multiply-accumulates per RAW megapixel.
+* Losses: :func:`content_loss` (luminance features of the output against the classic ISP's
+  rendering of the same RAW), :func:`total_variation`, the relativistic pairing GAN losses
+  :func:`rpgan_d_loss` / :func:`rpgan_g_loss` with the :func:`gradient_penalty` used for R1
+  (real) and R2 (fake), and :func:`dynamic_weights` (w = 1 / (||grad L_term|| + 1e-8)).
+* Frozen feature networks: :class:`PretrainedFeatures` (torchvision VGG-19 / AlexNet weights
+  read from the local torch hub cache, checksum-verified; ``data_scripts/fetch_feature_weights.py``
+  fetches them) or the offline fallback :class:`FixedFilterFeatures` (a fixed Gabor filter bank and
+  seeded random projections, no pre-training). :func:`feature_networks` picks one and says which.
+* :class:`FeatureDiscriminator` - a small convolutional critic on feature maps.
+* :func:`make_phone_set` - RAW mosaics, the classic ISP's renderings and the (evaluation-only)
+  target-camera ground truth from sRGB images, using :mod:`tutorial_lib.camera`.
+* :func:`train_paired` - the paired upper bound (L1 to the aligned ground truth).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import check_images
+from .errors import InputShapeError, TutorialError
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+# ---------------------------------------------------------------------------------- colour helpers
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp(min=1e-8) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=1e-8) ** (1 / 2.4) - 0.055)
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of (N, 3, H, W) images, as (N, 1, H, W)."""
+    check_images(rgb, channels=3, name="rgb")
+    w = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * w).sum(1, keepdim=True)
+
+
+def blur(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """Gaussian blur (kornia), kernel about 6 sigma wide, reflect padding."""
+    from kornia.filters import gaussian_blur2d
+
+    check_images(x, name="x")
+    k = 2 * int(math.ceil(3 * sigma)) + 1
+    return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect")
+
+
+def recolour(rgb: torch.Tensor, gen: torch.Generator, max_angle: float = math.pi,
+             saturation: tuple[float, float] = (0.7, 1.3)) -> torch.Tensor:
+    """Scene augmentation: rotate each image's hue by a random angle (in the YIQ chroma plane, luma
+    unchanged) and scale its chroma by a random factor. Applied to the *scenes* before a camera
+    sees them, it widens the palette of a few photographs without touching any camera's look.
+    """
+    check_images(rgb, channels=3, name="rgb")
+    n = len(rgb)
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          dtype=rgb.dtype, device=rgb.device)
+    angle = (2 * torch.rand(n, generator=gen) - 1) * max_angle
+    scale = saturation[0] + (saturation[1] - saturation[0]) * torch.rand(n, generator=gen)
+    c, s = torch.cos(angle) * scale, torch.sin(angle) * scale
+    rot = torch.zeros(n, 3, 3)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+    m = torch.linalg.inv(to_yiq) @ rot.to(rgb) @ to_yiq
+    return torch.einsum("nij,njhw->nihw", m, rgb).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------ target look
+@dataclass(frozen=True)
+class TargetLook:
+    """The target camera's rendering of an sRGB image.
+
+    ``matrix`` mixes the channels in linear light (rows: output R, G, B); ``contrast`` blends the
+    sRGB values towards the S-curve ``3x^2 - 2x^3`` (0: none, 1: full); ``saturation`` scales the
+    distance of each pixel from its luma (1: unchanged).
+    """
+
+    matrix: tuple = ((1.10, -0.06, -0.02), (0.02, 1.00, -0.04), (-0.02, -0.08, 0.86))
+    contrast: float = 0.4
+    saturation: float = 1.25
+
+    def describe(self) -> str:
+        rows = "; ".join("[" + ", ".join(f"{v:+.2f}" for v in r) + "]" for r in self.matrix)
+        return (f"TargetLook: colour matrix (linear light) {rows}; S-curve contrast {self.contrast:.2f}; "
+                f"saturation x{self.saturation:.2f}")
+
+
+DEFAULT_LOOK = TargetLook()
+
+
+def apply_look(rgb: torch.Tensor, look: TargetLook = DEFAULT_LOOK) -> torch.Tensor:
+    """Render sRGB images (N, 3, H, W) in [0, 1] with the target camera's look."""
+    check_images(rgb, channels=3, name="rgb")
+    m = torch.tensor(look.matrix, dtype=rgb.dtype, device=rgb.device)
+    if m.shape != (3, 3):
+        raise TutorialError(f"TargetLook.matrix must be 3x3, got shape {tuple(m.shape)}.")
+    lin = torch.einsum("ij,njhw->nihw", m, srgb_to_linear(rgb))
+    y = linear_to_srgb(lin)
+    y = y + look.contrast * ((3 * y ** 2 - 2 * y ** 3) - y)
+    lum = luminance(y)
+    y = lum + look.saturation * (y - lum)
+    return y.clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------------ network
+class EfficientISP(nn.Module):
+    """EfficientISP-like RAW-to-RGB network.
+
+    Input: packed RGGB RAW (N, 4, h, w) in [0, 1]; output: sRGB (N, 3, 2h, 2w). Three 3x3
+    convolutions at half resolution (tanh, ReLU, ReLU), the last one with 12 = 3 x 2 x 2 channels,
+    then PixelShuffle(2). ``width=12`` gives 3,060 parameters, as in the paper.
+    """
+
+    def __init__(self, width: int = 12):
+        super().__init__()
+        if not isinstance(width, int) or width < 1:
+            raise TutorialError(f"width must be a positive integer, got {width!r}.")
+        self.width = width
+        self.conv1 = nn.Conv2d(4, width, 3, padding=1, padding_mode="replicate")
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate")
+        self.conv3 = nn.Conv2d(width, 12, 3, padding=1, padding_mode="replicate")
+        self.shuffle = nn.PixelShuffle(2)
+        with torch.no_grad():  # start with mid-grey outputs, so the last ReLU is active from step 0
+            self.conv3.bias.fill_(0.3)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        check_images(raw, channels=4, name="raw (packed RGGB, N x 4 x h x w)")
+        x = torch.tanh(self.conv1(raw))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        return self.shuffle(x)
+
+
+def macs_per_megapixel(model: nn.Module, raw_size: int = 32) -> float:
+    """Multiply-accumulates per RAW megapixel (one Bayer pixel = one output RGB pixel).
+
+    Counted with forward hooks on every Conv2d / Linear for a packed RAW of
+    ``raw_size x raw_size`` (i.e. a ``2 raw_size`` square Bayer image).
+    """
+    macs = [0]
+
+    def conv_hook(mod, inp, out):
+        k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+        macs[0] += out[0].numel() * k
+
+    def lin_hook(mod, inp, out):
+        macs[0] += out[0].numel() * mod.in_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(lin_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 4, raw_size, raw_size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+    bayer_pixels = (2 * raw_size) ** 2
+    return macs[0] * 1e6 / bayer_pixels
+
+
+# ------------------------------------------------------------------------------------------- losses
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels (horizontal + vertical)."""
+    check_images(x, name="x")
+    dh = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()
+    dw = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
+    return dh + dw
+
+
+def normalize_channels(f: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Unit-length feature vector at every position (as in LPIPS)."""
+    return f / (f.pow(2).sum(1, keepdim=True) + eps).sqrt()
+
+
+def content_loss(feature_fn: Callable[[torch.Tensor], Sequence[torch.Tensor]], output: torch.Tensor,
+                 classic: torch.Tensor) -> torch.Tensor:
+    """Structure kept from the classic ISP: distance between channel-normalised features of the two
+    images' luminance, summed over the feature layers. Colour is left free (luminance only), and
+    the normalisation makes the loss tolerant of local brightness/contrast changes (tone curves).
+    """
+    check_images(output, channels=3, name="output")
+    check_images(classic, channels=3, name="classic")
+    if output.shape != classic.shape:
+        raise InputShapeError(f"output {tuple(output.shape)} and classic {tuple(classic.shape)} differ in shape.")
+    fo = feature_fn(luminance(output))
+    with torch.no_grad():
+        fc = feature_fn(luminance(classic))
+    return sum((normalize_channels(a) - normalize_channels(b.detach())).pow(2).sum(1).mean()
+               for a, b in zip(fo, fc))
+
+
+def rpgan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing loss for the discriminator: softplus(-(D(real) - D(fake))), mean over pairs."""
+    if d_real.shape != d_fake.shape:
+        raise InputShapeError(f"d_real {tuple(d_real.shape)} and d_fake {tuple(d_fake.shape)} must pair up.")
+    return F.softplus(-(d_real - d_fake)).mean()
+
+
+def rpgan_g_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing loss for the generator: softplus(-(D(fake) - D(real)))."""
+    if d_real.shape != d_fake.shape:
+        raise InputShapeError(f"d_real {tuple(d_real.shape)} and d_fake {tuple(d_fake.shape)} must pair up.")
+    return F.softplus(-(d_fake - d_real)).mean()
+
+
+def gradient_penalty(discriminator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """E ||d D(x) / dx||^2: R1 when ``x`` are real samples, R2 when they are fakes."""
+    x = x.detach().float().requires_grad_(True)
+    out = discriminator(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def dynamic_weights(losses: Mapping[str, torch.Tensor], params: Sequence[torch.Tensor], eps: float = 1e-8,
+                    scales: Mapping[str, float] | None = None):
+    """Per-term weights w_i = 1 / (||grad_theta L_i|| + eps) and the combined gradient
+    sum_i s_i w_i grad L_i (``scales`` s_i default to 1), so every term pushes with unit norm.
+
+    Returns ``(weights, grads)``: a dict of floats and a list aligned with ``params`` (write it to
+    ``p.grad`` before the optimiser step).
+    """
+    params = list(params)
+    if not losses:
+        raise TutorialError("dynamic_weights needs at least one loss term.")
+    total = [torch.zeros_like(p) for p in params]
+    weights = {}
+    names = list(losses)
+    for i, name in enumerate(names):
+        grads = torch.autograd.grad(losses[name], params, retain_graph=i < len(names) - 1, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+        norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads))
+        w = 1.0 / (float(norm) + eps)
+        weights[name] = w
+        s = 1.0 if scales is None else float(scales.get(name, 1.0))
+        for t, g in zip(total, grads):
+            t.add_(g, alpha=s * w)
+    return weights, total
+
+
+# --------------------------------------------------------------------------------- feature networks
+@dataclass(frozen=True)
+class PretrainedFile:
+    """A torchvision weight file in the torch hub cache; its name embeds a SHA-256 prefix."""
+
+    arch: str
+    filename: str
+
+    @property
+    def sha256_prefix(self) -> str:
+        return self.filename.rsplit("-", 1)[1].split(".")[0]
+
+    @property
+    def url(self) -> str:
+        return f"https://download.pytorch.org/models/{self.filename}"
+
+    def remote(self):
+        from .public_data import RemoteFile
+
+        return RemoteFile(self.filename, (self.url,), self.sha256_prefix)
+
+
+PRETRAINED_FILES = {
+    "alexnet": PretrainedFile("alexnet", "alexnet-owt-7be5be79.pth"),
+    "vgg19": PretrainedFile("vgg19", "vgg19-dcbb9e9d.pth"),
+}
+_VERIFIED: dict[str, bool] = {}
+
+
+def hub_checkpoint_dir() -> Path:
+    """Where torchvision keeps downloaded weights (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def pretrained_path(arch: str, verify: bool = True) -> Path | None:
+    """The verified weight file of ``arch`` ('alexnet' or 'vgg19') in the hub cache, else None.
+
+    A present file whose SHA-256 does not start with the prefix in its name raises a
+    :class:`TutorialError` (corrupt download), never loads silently.
+    """
+    if arch not in PRETRAINED_FILES:
+        raise TutorialError(f"Unknown architecture {arch!r}; known: {', '.join(PRETRAINED_FILES)}.")
+    spec = PRETRAINED_FILES[arch]
+    path = hub_checkpoint_dir() / spec.filename
+    if not path.exists():
+        return None
+    if verify:
+        key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+        if key not in _VERIFIED:
+            from .public_data import sha256_of
+
+            digest = sha256_of(path)
+            if not digest.startswith(spec.sha256_prefix):
+                raise TutorialError(f"{path} has SHA-256 {digest[:16]}..., expected a digest starting with "
+                                    f"{spec.sha256_prefix}: the file is corrupt. Delete it and run "
+                                    f"python data_scripts/fetch_feature_weights.py")
+            _VERIFIED[key] = True
+    return path
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FrozenFeatures(nn.Module):
+    """Common interface: ``content(gray)``, ``texture(gray)`` -> lists of maps; ``colour(rgb)`` -> map."""
+
+    name = "features"
+    texture_channels: tuple = ()
+    colour_channels: int = 0
+
+    def freeze(self) -> "FrozenFeatures":
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True):  # frozen networks always stay in eval mode
+        return super().train(False)
+
+
+class FixedFilterFeatures(FrozenFeatures):
+    """Offline fallback feature network: no pre-trained weights, nothing downloaded.
+
+    * grayscale branch: a fixed bank of 8 zero-mean Gabor filters (4 orientations, even and odd
+      phase, wavelength 4 px), 7x7, then CReLU (both signs kept: 16 maps); then 2x average pooling
+      and a seeded random 3x3 projection to ``width`` channels with CReLU. These two maps play the
+      role of AlexNet's first two layers (texture) and of VGG's deep features (content).
+    * colour branch (for blurred RGB): the opponent colours (luma, red-green, blue-yellow), 2x
+      average pooling, a seeded random 3x3 projection to ``width`` channels and CReLU.
+
+    The filters are a deterministic function of ``seed``: :meth:`build` (re)creates them.
+    """
+
+    name = "offline fallback: fixed Gabor bank + seeded random projections (no pre-training)"
+
+    def __init__(self, seed: int = 0, width: int = 16):
+        super().__init__()
+        self.seed, self.width = int(seed), int(width)
+        self.register_buffer("gabor", torch.zeros(8, 1, 7, 7))
+        self.register_buffer("proj", torch.zeros(width, 16, 3, 3))
+        self.register_buffer("colour_proj", torch.zeros(width, 3, 3, 3))
+        self.register_buffer("opponent", torch.zeros(3, 3))
+        self.texture_channels = (16, 2 * width)
+        self.colour_channels = 2 * width
+        self.build()
+        self.freeze()
+
+    @torch.no_grad()
+    def build(self) -> dict:
+        gen = torch.Generator().manual_seed(self.seed)
+        r = torch.arange(7, dtype=torch.float32) - 3
+        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        filters, lam = [], 4.0
+        for k in range(4):
+            t = math.pi * k / 4
+            u = xx * math.cos(t) + yy * math.sin(t)
+            env = torch.exp(-(xx ** 2 + yy ** 2) / (2 * (0.5 * lam) ** 2))
+            for phase in (0.0, math.pi / 2):
+                g = env * torch.cos(2 * math.pi * u / lam + phase)
+                g = g - g.mean()
+                filters.append(g / g.norm())
+        self.gabor.copy_(torch.stack(filters)[:, None])
+        self.proj.copy_(torch.randn(self.width, 16, 3, 3, generator=gen) / math.sqrt(16 * 9))
+        self.opponent.copy_(torch.tensor([[0.299, 0.587, 0.114], [0.5, -0.5, 0.0], [-0.25, -0.25, 0.5]]))
+        self.colour_proj.copy_(torch.randn(self.width, 3, 3, 3, generator=gen) / math.sqrt(3 * 9))
+        return {"filters": "Gabor 8x7x7 + random projections", "seed": self.seed}
+
+    @staticmethod
+    def _crelu(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(x), F.relu(-x)], 1)
+
+    def texture(self, gray: torch.Tensor) -> list[torch.Tensor]:
+        check_images(gray, channels=1, name="gray")
+        f0 = self._crelu(F.conv2d(F.pad(gray, (3, 3, 3, 3), mode="reflect"), self.gabor.to(gray.dtype)))
+        f1 = self._crelu(F.conv2d(F.avg_pool2d(f0, 2), self.proj.to(gray.dtype), padding=1))
+        return [f0, f1]
+
+    def content(self, gray: torch.Tensor) -> list[torch.Tensor]:
+        return self.texture(gray)
+
+    def colour(self, rgb: torch.Tensor) -> torch.Tensor:
+        check_images(rgb, channels=3, name="rgb")
+        opp = torch.einsum("ij,njhw->nihw", self.opponent.to(rgb.dtype), F.avg_pool2d(rgb, 2))
+        return self._crelu(F.conv2d(opp, self.colour_proj.to(rgb.dtype), padding=1))
+
+
+class PretrainedFeatures(FrozenFeatures):
+    """ImageNet-trained torchvision networks read from the local torch hub cache (no download here).
+
+    * content: VGG-19 ``relu5_4`` of the luminance (repeated to 3 channels), as in the paper;
+    * texture: AlexNet ``relu1`` and ``relu2`` of the luminance (LPIPS' first two layers);
+    * colour: VGG-19 ``relu2_2`` of the blurred RGB image (the paper uses ViT-B/16 patch tokens;
+      torchvision's ViT weights are 330 MB, so this stays with the VGG already loaded).
+    """
+
+    name = "pre-trained torchvision VGG-19 + AlexNet (ImageNet weights from the torch hub cache)"
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import alexnet, vgg19
+
+        paths = {arch: pretrained_path(arch) for arch in PRETRAINED_FILES}
+        missing = [PRETRAINED_FILES[a].filename for a, p in paths.items() if p is None]
+        if missing:
+            raise TutorialError(f"Pre-trained weights missing from {hub_checkpoint_dir()}: {', '.join(missing)}. "
+                                f"Fetch them with: python data_scripts/fetch_feature_weights.py")
+        vgg, alex = vgg19(weights=None), alexnet(weights=None)
+        vgg.load_state_dict(torch.load(paths["vgg19"], map_location="cpu", weights_only=True))
+        alex.load_state_dict(torch.load(paths["alexnet"], map_location="cpu", weights_only=True))
+        self.vgg_low = vgg.features[:9]       # up to relu2_2
+        self.vgg_high = vgg.features[9:36]    # relu2_2 -> relu5_4
+        self.alex1 = alex.features[:2]        # conv1 + relu
+        self.alex2 = alex.features[2:5]       # maxpool, conv2 + relu
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+        self.texture_channels = (64, 192)
+        self.colour_channels = 128
+        self.freeze()
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.mean) / self.std
+
+    def texture(self, gray: torch.Tensor) -> list[torch.Tensor]:
+        check_images(gray, channels=1, name="gray")
+        f1 = self.alex1(self._norm(gray))
+        return [f1, self.alex2(f1)]
+
+    def content(self, gray: torch.Tensor) -> list[torch.Tensor]:
+        check_images(gray, channels=1, name="gray")
+        return [self.vgg_high(self.vgg_low(self._norm(gray)))]
+
+    def colour(self, rgb: torch.Tensor) -> torch.Tensor:
+        check_images(rgb, channels=3, name="rgb")
+        return self.vgg_low(self._norm(rgb))
+
+
+def pretrained_available() -> bool:
+    """True when both VGG-19 and AlexNet weights are in the hub cache (and verified)."""
+    return all(pretrained_path(a) is not None for a in PRETRAINED_FILES)
+
+
+def feature_networks(kind: str = "auto", seed: int = 0, width: int = 16) -> tuple[FrozenFeatures, str]:
+    """The frozen feature networks and a sentence saying which were used and why.
+
+    ``kind``: ``"pretrained"`` (fails clearly when the weights are missing), ``"fallback"``, or
+    ``"auto"`` (pre-trained when present in the hub cache, else the fallback).
+    """
+    if kind not in ("auto", "pretrained", "fallback"):
+        raise TutorialError(f"kind must be 'auto', 'pretrained' or 'fallback', got {kind!r}.")
+    if kind == "pretrained" or (kind == "auto" and pretrained_available()):
+        return PretrainedFeatures(), f"Using {PretrainedFeatures.name} from {hub_checkpoint_dir()}."
+    why = ("requested" if kind == "fallback" else
+           f"the torchvision weights are not in {hub_checkpoint_dir()} "
+           f"(python data_scripts/fetch_feature_weights.py fetches them)")
+    return FixedFilterFeatures(seed, width), f"Using the {FixedFilterFeatures.name}: {why}."
+
+
+# ----------------------------------------------------------------------------------- discriminator
+class FeatureDiscriminator(nn.Module):
+    """A small patch critic on a feature map: conv3x3/2 - LReLU - conv3x3 - LReLU - conv1x1;
+    the patch logits are averaged to one score per image."""
+
+    def __init__(self, in_channels: int, width: int = 24):
+        super().__init__()
+        self.in_channels = in_channels
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 1, 1),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if f.ndim != 4 or f.shape[1] != self.in_channels:
+            raise InputShapeError(f"This discriminator expects (N, {self.in_channels}, H, W) feature maps, "
+                                  f"got {tuple(f.shape)}.")
+        return self.net(f).mean(dim=(1, 2, 3))
+
+
+# ------------------------------------------------------------------------------------------- data
+@dataclass
+class PhoneSet:
+    """RAW mosaics (N, 4, h, w) from the phone, the classic ISP's renderings (N, 3, 2h, 2w), and the
+    target camera's rendering of the same scenes (``truth``: for evaluation only)."""
+
+    raw: torch.Tensor
+    classic: torch.Tensor
+    truth: torch.Tensor
+    noise: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+def make_phone_set(rgb: torch.Tensor, params, gen: torch.Generator, look: TargetLook = DEFAULT_LOOK,
+                   noise: bool = True, noise_scale: float = 1.0) -> PhoneSet:
+    """Photograph sRGB scenes (N, 3, H, W) with the phone whose camera is ``params``.
+
+    Each image gets its own noise levels (``camera.random_noise_levels``, scaled by
+    ``noise_scale``). Returns the noisy RAW, the classic ISP's rendering of it and the target look
+    of the clean scene.
+    """
+    from . import camera
+
+    check_images(rgb, channels=3, name="rgb")
+    if rgb.shape[-1] % 2 or rgb.shape[-2] % 2:
+        raise InputShapeError(f"Height and width must be even for a Bayer mosaic, got {tuple(rgb.shape[-2:])}.")
+    raw = camera.unprocess(rgb, params)
+    levels = []
+    if noise:
+        noisy = []
+        for i in range(len(raw)):
+            shot, read = camera.random_noise_levels(gen)
+            shot, read = float(shot) * noise_scale, float(read) * noise_scale ** 2
+            levels.append((shot, read))
+            noisy.append(camera.add_raw_noise(raw[i:i + 1], shot, read, gen))
+        raw = torch.cat(noisy).clamp(0, 1)
+    with torch.no_grad():
+        classic = camera.process(raw, params).clamp(0, 1)
+    return PhoneSet(raw, classic, apply_look(rgb, look), levels)
+
+
+# ---------------------------------------------------------------------------------------- training
+def autocast(device: torch.device | str):
+    """bfloat16 autocast on CUDA, a no-op elsewhere (mixed precision only on the GPU)."""
+    device = torch.device(device)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, steps: int, batch: int = 16,
+                 lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu",
+                 desc: str = "paired ISP") -> dict:
+    """The upper bound: train ``isp`` with L1 to the aligned ground truth (Adam, cosine schedule)."""
+    from .runtime import progress
+
+    check_images(raw, channels=4, name="raw")
+    check_images(truth, channels=3, name="truth")
+    if len(raw) != len(truth) or truth.shape[-1] != 2 * raw.shape[-1] or truth.shape[-2] != 2 * raw.shape[-2]:
+        raise InputShapeError(f"raw {tuple(raw.shape)} and truth {tuple(truth.shape)} do not pair up "
+                              f"(same N, truth twice the RAW size).")
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    isp.to(device).train()
+    opt = torch.optim.Adam(isp.parameters(), lr=lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
+    losses = []
+    for step in progress(range(steps), desc=desc):
+        idx = torch.randint(0, len(raw), (batch,), generator=gen)
+        x, y = raw[idx].to(device), truth[idx].to(device)
+        with autocast(device):
+            loss = F.l1_loss(isp(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == steps - 1:
+            losses.append(round(float(loss.detach()), 5))
+    isp.eval()
+    return {"losses": losses}
+
+
+@torch.no_grad()
+def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """Run ``isp`` on RAW images in batches (eval mode, no gradients); result on the CPU, in [0, 1]."""
+    check_images(raw, channels=4, name="raw")
+    device = next(isp.parameters()).device
+    was = isp.training
+    isp.eval()
+    out = torch.cat([isp(raw[i:i + batch].to(device)).float().clamp(0, 1).cpu() for i in range(0, len(raw), batch)])
+    isp.train(was)
+    return out
+
+
+__all__ = [
+    "TargetLook", "DEFAULT_LOOK", "apply_look", "srgb_to_linear", "linear_to_srgb", "luminance", "blur", "recolour",
+    "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
+    "rpgan_d_loss", "rpgan_g_loss", "gradient_penalty", "dynamic_weights", "PretrainedFile",
+    "PRETRAINED_FILES", "hub_checkpoint_dir", "pretrained_path", "pretrained_available", "FrozenFeatures",
+    "FixedFilterFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",
+    "make_phone_set", "autocast", "train_paired", "render",
+]
