@@ -176,6 +176,28 @@ def test_denoise_averages_masks_and_residual_noise():
         mid.denoise(model, y, 0.5, masks=0)
 
 
+def test_denoise_blind_uses_only_hiding_masks():
+    class Echo(torch.nn.Module):  # returns its input: a kept pixel echoes y, a dropped one gives 0
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, mask):
+            return x
+
+    y = torch.rand(2, 3, 8, 8) * 0.5 + 0.25
+    blind = mid.denoise_blind(Echo(), y, 0.5, 16, gen())
+    seen = mid.denoise(Echo(), y, 0.5, 16, gen())
+    assert float(blind.abs().max()) < 0.76  # only pixels no mask hid can echo y
+    hidden_once = blind == 0
+    assert float(hidden_once.float().mean()) > 0.99
+    assert float((seen - y * 0.5).abs().mean()) < 0.1  # a plain mean echoes y in about half the masks
+    res, hat = mid.residual_noise(Echo(), list(y), 0.5, 16, gen(), blind=True)
+    assert all(torch.allclose(r + h, im) for r, h, im in zip(res, hat, y))
+    with pytest.raises(tl.TutorialError, match="alpha > 0"):
+        mid.denoise_blind(Echo(), y, 0.0, 4)
+
+
 # ------------------------------------------------------------------ noise statistics
 def test_noise_level_function_recovers_signal_dependent_std():
     g = gen(0)

@@ -360,11 +360,52 @@ def denoise_images(model: nn.Module, images: Iterable[torch.Tensor], alpha: floa
     return [denoise(model, im[None], alpha, masks, gen)[0] for im in images]
 
 
+@torch.no_grad()
+def denoise_blind(model: nn.Module, y: torch.Tensor, alpha: float, masks: int,
+                  gen: torch.Generator | None = None, batch: int = 8) -> torch.Tensor:
+    """Like :func:`denoise`, but each pixel averages only the predictions of the masks that
+    *dropped* it (a blind spot: the pixel's own noisy value never reaches its estimate).
+
+    Pixels that no mask dropped fall back to the mean over all masks. Needs ``alpha > 0``.
+    """
+    alpha = _check_alpha(alpha)
+    if alpha == 0.0:
+        raise TutorialError("denoise_blind needs alpha > 0 (with alpha = 0 no pixel is ever hidden).")
+    check_images(y, name="y")
+    if masks < 1:
+        raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(y), batch):
+        chunk = y[i:i + batch].to(device)
+        total, hidden, count = torch.zeros_like(chunk), torch.zeros_like(chunk), torch.zeros_like(chunk[:, :1])
+        for _ in range(int(masks)):
+            masked, mask = mask_input(chunk, alpha, gen)
+            pred = model(masked, mask)
+            total += pred
+            hidden += pred * (1 - mask)
+            count += 1 - mask
+        out = torch.where(count > 0, hidden / count.clamp(min=1), total / masks)
+        outs.append(out.clamp(0, 1).to(y.device))
+    model.train(was_training)
+    return torch.cat(outs)
+
+
 def residual_noise(model: nn.Module, noisy: Iterable[torch.Tensor], alpha: float, masks: int,
-                   gen: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The next noise set ``N_{k+1} = {y_i - x_hat_i}`` and the pseudo-clean images ``x_hat_i``."""
+                   gen: torch.Generator | None = None, blind: bool = False
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The next noise set ``N_{k+1} = {y_i - x_hat_i}`` and the pseudo-clean images ``x_hat_i``.
+
+    ``x_hat_i`` is the mean over ``masks`` random masks (:func:`denoise`), or with ``blind=True``
+    the mean over the masks that hid each pixel (:func:`denoise_blind`).
+    """
     noisy = list(noisy)
-    clean_hat = denoise_images(model, noisy, alpha, masks, gen)
+    if blind:
+        clean_hat = [denoise_blind(model, im[None], alpha, masks, gen)[0] for im in noisy]
+    else:
+        clean_hat = denoise_images(model, noisy, alpha, masks, gen)
     return [y - x for y, x in zip(noisy, clean_hat)], clean_hat
 
 
@@ -546,6 +587,6 @@ def crops_from_images(images: Sequence[torch.Tensor], size: int, per_image: int,
 __all__ = [
     "Denoiser", "count_parameters", "random_mask", "mask_input", "GaussianSampler", "ResidualSampler",
     "mid_loss", "synthetic_batches", "paired_batches", "train_denoiser", "denoise", "denoise_images",
-    "residual_noise", "noise_level_function", "nlf_mae", "autocorrelation", "estimate_sigma",
+    "residual_noise", "denoise_blind", "noise_level_function", "nlf_mae", "autocorrelation", "estimate_sigma",
     "classical_denoise", "even_crop", "psnr_list", "ssim_list", "crops_from_images",
 ]
