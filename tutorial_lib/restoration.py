@@ -191,6 +191,13 @@ def evaluate(model: nn.Module, pairs: PairSet, outputs: torch.Tensor | None = No
 
 
 # ------------------------------------------------------------------------------------------- PGD
+def pgd_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) -> torch.Tensor:
+    """One L-infinity PGD step: move ``delta`` by ``alpha`` along the gradient's sign, project it on the
+    ball ``|delta| <= eps``, then keep the image ``x + delta`` in [0, 1]."""
+    delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
+    return (x + delta).clamp(0, 1) - x
+
+
 def pgd_attack(model: nn.Module, reference: nn.Module, x: torch.Tensor, *, eps: float = 4 / 255,
                alpha: float | None = None, steps: int = 2, gen: torch.Generator | None = None,
                history: list | None = None) -> torch.Tensor:
@@ -219,8 +226,7 @@ def pgd_attack(model: nn.Module, reference: nn.Module, x: torch.Tensor, *, eps: 
         loss = F.l1_loss(model(xa), reference(xa))
         grad, = torch.autograd.grad(loss, delta)
         with torch.no_grad():
-            delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
-            delta = (x + delta).clamp(0, 1) - x
+            delta = pgd_step(x, delta, grad, eps, alpha)
         if history is not None:
             history.append({"step": step + 1, "loss": loss.item(), "delta_linf": float(delta.abs().max())})
     model.train(was)
