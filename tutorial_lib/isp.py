@@ -419,13 +419,13 @@ class PretrainedFeatures(FrozenFeatures):
 
     def __init__(self):
         super().__init__()
-        from torchvision.models import alexnet, vgg19
-
         paths = {arch: pretrained_path(arch) for arch in PRETRAINED_FILES}
         missing = [PRETRAINED_FILES[a].filename for a, p in paths.items() if p is None]
         if missing:
             raise TutorialError(f"Pre-trained weights missing from {hub_checkpoint_dir()}: {', '.join(missing)}. "
                                 f"Fetch them with: python data_scripts/fetch_feature_weights.py")
+        from torchvision.models import alexnet, vgg19
+
         vgg, alex = vgg19(weights=None), alexnet(weights=None)
         vgg.load_state_dict(torch.load(paths["vgg19"], map_location="cpu", weights_only=True))
         alex.load_state_dict(torch.load(paths["alexnet"], map_location="cpu", weights_only=True))
