@@ -149,7 +149,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
         live = G.state_dict()
         pairs = ([avg[k] for k in avg if avg[k].is_floating_point()], [live[k] for k in avg if avg[k].is_floating_point()])
     history: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": [], "penalty": []}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     bar = progress(range(steps), desc=desc) if desc else range(steps)
     for step in bar:
         idx = torch.randint(0, len(data), (batch_size,), generator=gen).to(device)
@@ -184,6 +184,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
     G.eval()
     D.eval()
     history["seconds"] = time.perf_counter() - start
+    history["cpu_seconds"] = time.process_time() - cpu_start  # CPU time of this process: robust to machine load
     return history
 
 
@@ -424,7 +425,7 @@ def pretrained_digits_gan(config: Mapping[str, Any], device: torch.device | str 
                          betas=tuple(config["betas"]), seed=config["seed"], device=device, ema=config.get("ema") or None,
                          r1=float(config.get("r1", 0.0)),
                          desc="GAN " + ("without " + ",".join(map(str, config["exclude"])) if config.get("exclude") else "pre-training"))
-        return {"final_d_loss": hist["d_loss"][-1], "final_g_loss": hist["g_loss"][-1]}
+        return {"final_d_loss": hist["d_loss"][-1], "final_g_loss": hist["g_loss"][-1], "cpu_seconds": hist["cpu_seconds"]}
 
     res = checkpoints.load_or_train(name, dict(config), {"G": G, "D": D}, train, verbose=verbose)
     G.to(device).eval()

@@ -144,7 +144,7 @@ def adapt_to_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, 
         raise TutorialError(f"k must be >= 1, got {k}.")
     if len(negatives) < 2:
         raise TutorialError(f"Stage 1 needs negative samples; got {len(negatives)}. Generate more samples.")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if fisher is None:
         fisher = fisher_diagonal(G, D, n=fisher_samples, seed=seed + 7)
     theta_g = clone_state(G)
@@ -155,7 +155,8 @@ def adapt_to_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, 
                   g_penalty=(lambda g: ewc_penalty(g, fisher, theta_g, lam)) if lam > 0 else None,
                   desc=f"{desc} {i + 1}/{k}" if desc else None, r1=r1)
         states.append(clone_state(Gk))
-    return {"states": states, "fisher": fisher, "seconds": time.perf_counter() - start}
+    return {"states": states, "fisher": fisher, "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start}
 
 
 def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Sequence[Mapping[str, torch.Tensor]],
@@ -169,7 +170,7 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     baseline). With ``normalise`` the distance is measured in units of its value at theta_G, so that
     gamma and alpha mean the same for networks of any size. Returns {"G", "D", "seconds", "history", "d0"}.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     Gu, Du = copy.deepcopy(G), copy.deepcopy(D)
     refs = [{k: v.to(device) for k, v in s.items()} for s in theta_n]
     d0 = float(param_distance(G, refs, reduction=reduction).detach()) if refs else 1.0
@@ -187,5 +188,6 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     penalty = (lambda g: sum(t(g) for t in terms)) if terms else None
     hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
                      g_penalty=penalty, desc=desc, r1=r1, ema=ema)
-    return {"G": Gu, "D": Du, "seconds": time.perf_counter() - start, "history": hist, "d0": d0,
+    return {"G": Gu, "D": Du, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "history": hist, "d0": d0,
             "d_final": float(param_distance(Gu, refs, scale, reduction).detach()) if refs else float("nan")}
