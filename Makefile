@@ -41,7 +41,8 @@ test: $(STAMP)
 	rm -rf .cache/test
 	CI=$${CI:-1} TUTORIAL_PROFILE=smoke TUTORIAL_CACHE=$(CURDIR)/.cache/test \
 	TUTORIAL_RESULTS_DIR=$(CURDIR)/.cache/test-results \
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+	  --timeout=1200 -p no:cacheprovider
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not notebook" -p no:cacheprovider

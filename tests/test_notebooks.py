@@ -20,7 +20,8 @@ def test_notebook_runs_at_smoke(path, tmp_path):
 
     start = time.perf_counter()
     pm.execute_notebook(str(path), str(tmp_path / path.name), parameters={"PROFILE": "smoke"},
-                        cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+                        cwd=str(path.parent), kernel_name="python3", progress_bar=False,
+                        execution_timeout=600)
     wall = time.perf_counter() - start
     print(f"{path.stem}: {wall:.1f} s at smoke")
     folder = Path(os.environ["TUTORIAL_RESULTS_DIR"])

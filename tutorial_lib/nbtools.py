@@ -96,7 +96,7 @@ def refresh(path: Path) -> None:
         os.environ["TUTORIAL_PROFILE"] = "smoke"
         try:
             pm.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3",
-                                progress_bar=False)
+                                progress_bar=False, execution_timeout=600)
         finally:
             if env_before is None:
                 os.environ.pop("TUTORIAL_PROFILE", None)

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("executed"))
-    parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    parser.add_argument("--timeout", type=int, default=1800,
+                        help="per-cell timeout in seconds (a hung kernel fails instead of waiting forever)")
     args = parser.parse_args(argv)
     profile = check_profile_name(args.profile)
     os.environ.setdefault("TUTORIAL_RESULTS_DIR", str(results_dir().resolve()))
