@@ -56,3 +56,14 @@ def test_check_values_and_true():
 
     result = checks.check_true("stub", unfinished, explain="x", verbose=False)
     assert not result and "not implemented yet" in result.message
+
+
+def test_dict_outputs_are_compared_key_by_key():
+    ref = lambda x: {"a": x * 2, "b": float(x.sum())}  # noqa: E731
+    cases = [(torch.ones(3),)]
+    assert checks.check_function("dict", lambda x: {"a": 2 * x, "b": float(x.sum())}, ref, cases,
+                                 check_grad=False, verbose=False)
+    missing = checks.check_function("dict", lambda x: {"a": 2 * x}, ref, cases, check_grad=False, verbose=False)
+    assert "keys ['a'], expected ['a', 'b']" in missing.message
+    wrong = checks.check_function("dict", lambda x: {"a": 3 * x, "b": 3.0}, ref, cases, check_grad=False, verbose=False)
+    assert "output['a']: values differ" in wrong.message

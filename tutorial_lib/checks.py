@@ -68,6 +68,16 @@ def _compare(got: Any, want: Any, rtol: float, atol: float, where: str) -> str |
             diff = (got.detach().float() - want.detach().float()).abs().max().item()
             return f"{where}: values differ (largest difference {diff:.3g})"
         return None
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return f"{where}: expected a dict, got {type(got).__name__}"
+        if set(got) != set(want):
+            return f"{where}: keys {sorted(map(str, got))}, expected {sorted(map(str, want))}"
+        for key in want:
+            problem = _compare(got[key], want[key], rtol, atol, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
     if isinstance(want, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(want):
             return f"{where}: expected a sequence of length {len(want)}"
