@@ -5,6 +5,8 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+import pytest
+import torch
 
 matplotlib.use("Agg")
 
@@ -12,3 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # The notebooks executed by the tests (papermill and nbval) must not touch the user's cache.
 os.environ.setdefault("TUTORIAL_CACHE", tempfile.mkdtemp(prefix="tutorial-cache-"))
 os.environ.setdefault("TUTORIAL_RESULTS_DIR", tempfile.mkdtemp(prefix="tutorial-results-"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks train faster (and steadier on a busy machine) on one CPU thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -9,12 +9,7 @@ import tutorial_lib as tl
 from tutorial_lib import checkpoints, gan
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_gan(size=8, z_dim=4):

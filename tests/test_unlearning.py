@@ -7,12 +7,7 @@ import tutorial_lib as tl
 from tutorial_lib import gan, unlearning
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_gan():

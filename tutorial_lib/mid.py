@@ -327,6 +327,18 @@ def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[
 
 
 # --------------------------------------------------------------------------------------- inference
+def _prepare(model: nn.Module, y: torch.Tensor, alpha: float, masks: int):
+    """Validate the inputs of an inference call, put the model in eval mode; return
+    ``(alpha, was_training, device)``."""
+    alpha = _check_alpha(alpha)
+    check_images(y, name="y")
+    if masks < 1:
+        raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
+    was_training = model.training
+    model.eval()
+    return alpha, was_training, next(model.parameters()).device
+
+
 @torch.no_grad()
 def denoise(model: nn.Module, y: torch.Tensor, alpha: float = 0.0, masks: int = 1,
             gen: torch.Generator | None = None, batch: int = 8) -> torch.Tensor:
@@ -334,13 +346,7 @@ def denoise(model: nn.Module, y: torch.Tensor, alpha: float = 0.0, masks: int = 
 
     ``y`` is (N, C, H, W) with even H, W; the result is on ``y``'s device, clamped to [0, 1].
     """
-    alpha = _check_alpha(alpha)
-    check_images(y, name="y")
-    if masks < 1:
-        raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    alpha, was_training, device = _prepare(model, y, alpha, masks)
     passes = 1 if alpha == 0.0 else int(masks)
     outs = []
     for i in range(0, len(y), batch):
@@ -368,15 +374,9 @@ def denoise_blind(model: nn.Module, y: torch.Tensor, alpha: float, masks: int,
 
     Pixels that no mask dropped fall back to the mean over all masks. Needs ``alpha > 0``.
     """
-    alpha = _check_alpha(alpha)
-    if alpha == 0.0:
+    if _check_alpha(alpha) == 0.0:
         raise TutorialError("denoise_blind needs alpha > 0 (with alpha = 0 no pixel is ever hidden).")
-    check_images(y, name="y")
-    if masks < 1:
-        raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    alpha, was_training, device = _prepare(model, y, alpha, masks)
     outs = []
     for i in range(0, len(y), batch):
         chunk = y[i:i + batch].to(device)
