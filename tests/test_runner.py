@@ -35,6 +35,8 @@ def test_runner_reports_and_fails_correctly(tmp_path, monkeypatch, capsys):
     assert runner.main([str(bad), str(crash), "--profile", "laptop", "--out", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
     assert "NOT OK" in out and "03_crash" in out and "boom" in out and "ClaimFailed" in out
+    bad_rows = [line for line in out.splitlines() if line.startswith("02_bad ")]
+    assert bad_rows and bad_rows[0].rstrip().endswith("NO")  # the failed claim is in the table
 
 
 def test_runner_rejects_unknown_profile(tmp_path):

@@ -54,13 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         if stale.exists():
             stale.unlink()
         print(f"=== {nb} [{profile}]", flush=True)
+        start = time.perf_counter()
         try:
-            walls[stem] = run_notebook(nb, args.out, profile, args.seed, args.timeout)
+            run_notebook(nb, args.out, profile, args.seed, args.timeout)
+            walls[stem] = time.perf_counter() - start
             print(f"    done in {walls[stem]:.1f} s -> {args.out / nb.name}", flush=True)
         except Exception as err:  # papermill raises PapermillExecutionError with the cell's error
+            walls[stem] = time.perf_counter() - start  # a failed claim still wrote its record
             failures.append(stem)
             text = str(err).strip().splitlines()
-            print(f"    FAILED: {' | '.join(text[-3:]) if text else traceback.format_exc()}", flush=True)
+            print(f"    FAILED after {walls[stem]:.1f} s: "
+                  f"{' | '.join(text[-3:]) if text else traceback.format_exc()}", flush=True)
         if not stale.exists() and stem not in failures:
             failures.append(stem)
             print(f"    FAILED: the notebook wrote no results file ({stale}); does it have a claim cell?")
