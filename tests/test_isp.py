@@ -109,7 +109,7 @@ def test_rpgan_losses_and_penalties():
             return lin(x).mean(dim=(1, 2, 3))
 
     expect = float(lin.weight.detach().pow(2).sum()) / 64
-    assert float(isp.gradient_penalty(Mean(), f)) == pytest.approx(expect, rel=1e-5)
+    assert float(isp.gradient_penalty(Mean(), f).detach()) == pytest.approx(expect, rel=1e-5)
     with pytest.raises(tl.InputShapeError):
         disc(torch.rand(2, 3, 8, 8))
 
