@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import check_images
+from .data import check_images, rgb_to_gray
 from .errors import InputShapeError, TutorialError
 
-LUMA = (0.299, 0.587, 0.114)
 
 
 # ---------------------------------------------------------------------------------- colour helpers
@@ -52,10 +51,8 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of (N, 3, H, W) images, as (N, 1, H, W)."""
-    check_images(rgb, channels=3, name="rgb")
-    w = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * w).sum(1, keepdim=True)
+    """BT.601 luma of (N, 3, H, W) images, as (N, 1, H, W) (:func:`tutorial_lib.data.rgb_to_gray`)."""
+    return rgb_to_gray(rgb)
 
 
 def blur(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import check_images
+from .models import count_parameters  # re-exported: notebook 04 calls mid.count_parameters
 from .errors import InputShapeError, TutorialError
 
 
@@ -83,10 +84,6 @@ class Denoiser(nn.Module):
         filled = self.fill(x, mask)
         a = self.enc(torch.cat([filled, mask], dim=1))
         return filled + self.dec(torch.cat([a, self.mid(a)], dim=1))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # --------------------------------------------------------------------------------------- masking
