@@ -1,6 +1,10 @@
 """Execute notebooks with papermill and print the summary table of their claims.
 
     python -m tutorial_lib.runner --profile laptop --out executed notebooks/*.ipynb
+    python -m tutorial_lib.runner --seed 1 -p FORGET_CLASS=4 notebooks/02_adapt_then_unlearn.ipynb
+
+``-p NAME=VALUE`` sets any variable of a notebook's parameters cell (VALUE is read as a Python
+literal: 4, 0.5, "text", [1, 2]; anything else is passed as a string).
 
 Exit status 1 if a notebook fails or a claim does not hold (``make run`` relies on this).
 """
@@ -8,6 +12,7 @@ Exit status 1 if a notebook fails or a claim does not hold (``make run`` relies 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import time
@@ -18,8 +23,21 @@ from .profiles import check_profile_name
 from .results import format_summary, load_results, results_dir, summary_rows
 
 
+def parse_parameter(text: str) -> tuple[str, object]:
+    """'NAME=VALUE' -> (NAME, VALUE as a Python literal, or the raw string if it is not one)."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. FORGET_CLASS=4), got {text!r}")
+    try:
+        return name, ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return name, value.strip()
+
+
 def run_notebook(path: Path, out_dir: Path, profile: str, seed: int | None = None,
-                 timeout: int | None = None, log_output: bool = False) -> float:
+                 timeout: int | None = None, log_output: bool = False,
+                 parameters: dict | None = None) -> float:
     """Execute one notebook with papermill into ``out_dir``; return its wall time in seconds."""
     import papermill as pm
 
@@ -27,6 +45,7 @@ def run_notebook(path: Path, out_dir: Path, profile: str, seed: int | None = Non
     params = {"PROFILE": profile}
     if seed is not None:
         params["SEED"] = seed
+    params.update(parameters or {})
     start = time.perf_counter()
     pm.execute_notebook(str(path), str(out_dir / path.name), parameters=params, cwd=str(path.parent),
                         kernel_name="python3", progress_bar=False, log_output=log_output,
@@ -40,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("executed"))
+    parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[], type=parse_parameter,
+                        metavar="NAME=VALUE", help="set a variable of the notebooks' parameters cell (repeatable)")
     parser.add_argument("--timeout", type=int, default=1800,
                         help="per-cell timeout in seconds (a hung kernel fails instead of waiting forever)")
     args = parser.parse_args(argv)
@@ -56,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"=== {nb} [{profile}]", flush=True)
         start = time.perf_counter()
         try:
-            run_notebook(nb, args.out, profile, args.seed, args.timeout)
+            run_notebook(nb, args.out, profile, args.seed, args.timeout, parameters=dict(args.parameters))
             walls[stem] = time.perf_counter() - start
             print(f"    done in {walls[stem]:.1f} s -> {args.out / nb.name}", flush=True)
         except Exception as err:  # papermill raises PapermillExecutionError with the cell's error
