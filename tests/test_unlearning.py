@@ -105,6 +105,39 @@ def test_split_generated_and_fallback(capsys):
         unlearning.split_generated(G, clf, 11, n=10, seed=0)
 
 
+class BySoftBrightness(torch.nn.Module):
+    """A stand-in classifier whose confidence for class 8 grows smoothly with the mean pixel
+    (standardised within the batch, so that any generator gives a spread of confidences)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        m = x.flatten(1).mean(1)
+        score = 6.0 * (m - m.mean()) / m.std()
+        logits = torch.zeros(len(x), 10)
+        logits[:, 8] = score
+        logits[:, 1] = -score
+        return logits
+
+
+def test_split_generated_clear_positives_only():
+    G, _ = small_gan()
+    clf = BySoftBrightness()
+    neg, pos = unlearning.split_generated(G, clf, 8, n=200, seed=0)
+    neg_c, pos_c = unlearning.split_generated(G, clf, 8, n=200, seed=0, positive_max_prob=0.01)
+    assert torch.equal(neg, neg_c)                      # negatives do not change
+    assert 0 < len(pos_c) < len(pos)                    # the unsure ones are dropped
+    x = gan.sample(G, gan.latents(200, G.z_dim, 0))
+    prob = torch.softmax(clf(x), 1)
+    assert torch.equal(pos_c, x[(prob.argmax(1) != 8) & (prob[:, 8] < 0.01)])
+    with pytest.raises(tl.TutorialError, match="positive_max_prob"):
+        unlearning.split_generated(G, clf, 8, n=20, seed=0, positive_max_prob=0.0)
+    with pytest.raises(tl.TutorialError, match="clear positive"):
+        unlearning.split_generated(G, ByBrightness(), 8, n=20, seed=0, positive_max_prob=0.05)
+
+
 def test_stage1_and_stage2_run_and_leave_inputs_unchanged():
     G, D = small_gan()
     before = gan.clone_state(G)

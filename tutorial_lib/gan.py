@@ -377,7 +377,7 @@ DIGITS_GAN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(digit_size=8, classifier_epochs=3, z_dim=32, g_hidden=[128, 256], d_hidden=[256, 128],
                   gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
     "laptop": dict(digit_size=8, classifier_epochs=40, z_dim=32, g_hidden=[128, 256], d_hidden=[256, 128],
-                   gan_steps=8000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+                   gan_steps=16000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
     "gpu": dict(digit_size=16, classifier_epochs=60, z_dim=64, g_hidden=[256, 512], d_hidden=[512, 256],
                 gan_steps=20000, gan_batch=128, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
 }

@@ -110,27 +110,42 @@ def pul(n_negative_original: int | float, n_negative_new: int | float) -> float:
 
 
 def split_generated(G: Generator, classifier, forget_class: int, n: int, seed: int,
-                    min_negatives: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                    min_negatives: int = 0, positive_max_prob: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``n`` samples from the fixed latents of ``seed`` and split them by the classifier's
     label into (negatives = forget_class, positives = the rest).
+
+    With ``positive_max_prob`` (e.g. 0.01) a positive must also be *clearly* not the class: the
+    classifier's probability for ``forget_class`` below that value. Samples in between (labelled
+    something else, but with some probability of being the class) are neither negatives nor
+    positives and are dropped.
 
     If fewer than ``min_negatives`` samples are labelled ``forget_class`` (a barely trained model,
     as in a smoke run), the ``min_negatives`` samples with the highest logit for that class are
     used as negatives instead, and a note is printed."""
     if not 0 <= int(forget_class) <= 9:
         raise TutorialError(f"forget_class must be a digit 0-9, got {forget_class!r}.")
+    if positive_max_prob is not None and not 0.0 < positive_max_prob <= 1.0:
+        raise TutorialError(f"positive_max_prob must be in (0, 1], got {positive_max_prob!r}.")
     x = sample(G, latents(n, G.z_dim, seed, next(G.parameters()).device))
-    labels = classifier.predict(x)
-    is_neg = labels == forget_class
+    with torch.no_grad():
+        device = next(classifier.parameters()).device
+        was = classifier.training
+        classifier.eval()
+        logits = torch.cat([classifier(x[i:i + 1024].to(device)).cpu() for i in range(0, n, 1024)])
+        classifier.train(was)
+    is_neg = logits.argmax(1) == forget_class
     if int(is_neg.sum()) < min_negatives:
-        with torch.no_grad():
-            device = next(classifier.parameters()).device
-            scores = torch.cat([classifier(x[i:i + 1024].to(device))[:, forget_class].cpu() for i in range(0, n, 1024)])
         print(f"only {int(is_neg.sum())} of {n} samples are labelled {forget_class}; using the {min_negatives} "
               f"samples with the highest score for that class as negatives")
         is_neg = torch.zeros(n, dtype=torch.bool)
-        is_neg[scores.topk(min_negatives).indices] = True
-    return x[is_neg], x[~is_neg]
+        is_neg[logits[:, forget_class].topk(min_negatives).indices] = True
+    is_pos = ~is_neg
+    if positive_max_prob is not None:
+        is_pos &= torch.softmax(logits, 1)[:, forget_class] < positive_max_prob
+    if int(is_pos.sum()) == 0:
+        raise TutorialError(f"No generated sample is a clear positive (probability of class {forget_class} below "
+                            f"{positive_max_prob}); raise positive_max_prob or generate more samples.")
+    return x[is_neg], x[is_pos]
 
 
 def adapt_to_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, *, k: int, steps: int,
