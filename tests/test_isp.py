@@ -223,3 +223,27 @@ def test_fetch_script_fails_clearly_offline(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("sys.argv", ["fetch_feature_weights.py", "--only", "alexnet"])
     assert module.main() == 1
     assert "offline" in capsys.readouterr().err
+
+
+def test_checkerboard_patches_are_disjoint_seeded_and_checked():
+    h, w, block, p = 64, 96, 16, 8
+    coords = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w) / (h * w)
+    photos = {"ramp": coords.expand(1, 3, h, w)[0].clone()}
+    a = isp.checkerboard_patches(photos, 0, p, 20, seed=3, block=block)
+    b = isp.checkerboard_patches(photos, 1, p, 20, seed=4, block=block)
+    assert a.shape == b.shape == (20, 3, p, p)
+    assert torch.equal(a, isp.checkerboard_patches(photos, 0, p, 20, seed=3, block=block))
+
+    def cells(patches):  # the checkerboard cell of every pixel, recovered from the ramp value
+        idx = (patches[:, 0] * h * w).round().long()
+        return ((idx // w) // block + (idx % w) // block) % 2
+
+    assert (cells(a) == 0).all() and (cells(b) == 1).all()  # no pixel shared between the two sets
+    with pytest.raises(tl.TutorialError):
+        isp.checkerboard_patches(photos, 2, p, 4)
+    with pytest.raises(tl.TutorialError):
+        isp.checkerboard_patches(photos, 0, 32, 4, block=16)
+    with pytest.raises(tl.TutorialError):
+        isp.checkerboard_patches({}, 0, p, 4)
+    with pytest.raises(tl.InputShapeError):
+        isp.checkerboard_patches({"small": torch.rand(3, 20, 20)}, 1, p, 4, block=16)

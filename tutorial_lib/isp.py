@@ -17,6 +17,8 @@ The pieces notebook 05 builds on:
   fetches them) or the offline fallback :class:`FixedFilterFeatures` (a fixed Gabor filter bank and
   seeded random projections, no pre-training). :func:`feature_networks` picks one and says which.
 * :class:`FeatureDiscriminator` - a small convolutional critic on feature maps.
+* :func:`checkerboard_patches` - two pixel-disjoint patch sets with the same scene distribution
+  (the unpaired phone and DSLR sets).
 * :func:`make_phone_set` - RAW mosaics, the classic ISP's renderings and the (evaluation-only)
   target-camera ground truth from sRGB images, using :mod:`tutorial_lib.camera`.
 * :func:`train_paired` - the paired upper bound (L1 to the aligned ground truth).
@@ -82,6 +84,42 @@ def recolour(rgb: torch.Tensor, gen: torch.Generator, max_angle: float = math.pi
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
     m = torch.linalg.inv(to_yiq) @ rot.to(rgb) @ to_yiq
     return torch.einsum("nij,njhw->nihw", m, rgb).clamp(0, 1)
+
+
+def checkerboard_patches(photos: Mapping[str, torch.Tensor], parity: int, patch_size: int, per_image: int,
+                         seed: int = 0, block: int = 64) -> torch.Tensor:
+    """Random ``patch_size`` patches lying wholly inside the blocks of one colour of a checkerboard.
+
+    Each photo (3, H, W) is cut into ``block x block`` cells; ``parity`` 0 draws only from the cells
+    whose row + column is even, ``parity`` 1 only from the others. Two sets drawn with different
+    parities share no pixel, yet sample the same photographs everywhere: their *scenes* follow
+    the same distribution, so a camera is the only systematic difference between them.
+    Returns (len(photos) * per_image, 3, patch_size, patch_size); the draw depends only on ``seed``.
+    """
+    if parity not in (0, 1):
+        raise TutorialError(f"parity must be 0 or 1, got {parity!r}.")
+    if not isinstance(patch_size, int) or patch_size < 4:
+        raise TutorialError(f"patch_size must be an integer >= 4, got {patch_size!r}.")
+    if not isinstance(block, int) or block < patch_size:
+        raise TutorialError(f"block must be an integer >= patch_size ({patch_size}), got {block!r}.")
+    if not isinstance(per_image, int) or per_image < 1:
+        raise TutorialError(f"per_image must be a positive integer, got {per_image!r}.")
+    if not photos:
+        raise TutorialError("checkerboard_patches needs at least one photo.")
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for name, image in photos.items():
+        check_images(image[None], channels=3, name=f"photo {name!r}")
+        _, h, w = image.shape
+        cells = [(r, c) for r in range(h // block) for c in range(w // block) if (r + c) % 2 == parity]
+        if not cells:
+            raise InputShapeError(f"Photo {name!r} ({h}x{w}) has no {block}x{block} cell of parity {parity}.")
+        for _ in range(per_image):
+            r, c = cells[int(torch.randint(0, len(cells), (1,), generator=gen))]
+            top = r * block + int(torch.randint(0, block - patch_size + 1, (1,), generator=gen))
+            left = c * block + int(torch.randint(0, block - patch_size + 1, (1,), generator=gen))
+            out.append(image[:, top:top + patch_size, left:left + patch_size])
+    return torch.stack(out).contiguous()
 
 
 # ------------------------------------------------------------------------------------ target look
@@ -593,7 +631,7 @@ def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
 
 __all__ = [
     "TargetLook", "DEFAULT_LOOK", "apply_look", "srgb_to_linear", "linear_to_srgb", "luminance", "blur", "recolour",
-    "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
+    "checkerboard_patches", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
     "rpgan_d_loss", "rpgan_g_loss", "gradient_penalty", "dynamic_weights", "PretrainedFile",
     "PRETRAINED_FILES", "hub_checkpoint_dir", "pretrained_path", "pretrained_available", "FrozenFeatures",
     "FixedFilterFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",
