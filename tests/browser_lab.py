@@ -172,8 +172,18 @@ JS_TRACEBACKS = f"""() => [...document.querySelectorAll('.jp-Notebook [data-mime
 JS_WIDGET_VIEWS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell =>
     [...cell.querySelectorAll('.jp-OutputArea-output')]
       .filter(n => !n.parentElement.closest('.jupyter-widgets'))
-      .filter(n => n.querySelector(':scope > .jupyter-widgets') && !/Error displaying widget/.test(n.textContent))
+      .filter(n => n.querySelector(':scope > .jupyter-widgets') && !/Error displaying widget/.test(n.textContent)
+                   && !n.querySelector('.jupyter-widgets-error-widget'))
       .length)"""
+
+# Widgets that failed, by cell: "Error displaying widget" (no view) and ipywidgets 8's error widget
+# (an icon standing for "Failed to load model/view class ... from module ..."; the details go to the
+# browser console).
+JS_WIDGET_ERRORS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].flatMap((cell, i) => [
+    ...[...cell.querySelectorAll('.jupyter-widgets-error-widget')]
+       .map(() => `cell ${i}: ipywidgets error widget (the model or view class did not load)`),
+    ...[...cell.querySelectorAll('.jp-OutputArea-output')].filter(n => /^Error displaying widget/.test(n.textContent.trim()))
+       .map(n => `cell ${i}: ${n.textContent.trim()}`)])"""
 
 # The explorer pattern: a VBox whose children are a box of controls (with a slider) and an Output.
 # Marks the first one with data-browser-test="explorer"; returns how many there are.
@@ -195,6 +205,10 @@ def prompts(page) -> list[str]:
 
 def tracebacks(page) -> list[str]:
     return page.evaluate(JS_TRACEBACKS)
+
+
+def widget_errors(page) -> list[str]:
+    return page.evaluate(JS_WIDGET_ERRORS)
 
 
 def widget_views(page) -> list[int]:
@@ -332,7 +346,8 @@ def move_first_slider(page, timeout_s: float = 120) -> tuple[str, str, list[str]
         if any(src not in before_imgs for src in now):
             return before, after, before_imgs, now
         if tracebacks(page):
-            break
+            raise AssertionError(f"the redraw after moving the slider {before!r} -> {after!r} failed:\n"
+                                 + "\n".join(tracebacks(page)))
         page.wait_for_timeout(500)
     raise TimeoutError(f"no new image in the widget's Output after moving the slider {before!r} -> {after!r}; "
                        f"tracebacks on the page: {tracebacks(page)}")

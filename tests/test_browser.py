@@ -104,9 +104,11 @@ def run_in_browser(page, lab, name: str, shots: Path, expect_explorer: bool | No
     # where one cannot). Views render asynchronously: give them a little time.
     expected_views = bl.saved_widget_outputs(saved)
     deadline = time.monotonic() + 30
-    while bl.widget_views(page) != expected_views and time.monotonic() < deadline:
+    while bl.widget_views(page) != expected_views and not bl.widget_errors(page) and time.monotonic() < deadline:
         page.wait_for_timeout(500)
     assert "Error displaying widget" not in page.locator(".jp-Notebook").inner_text(), f"{name}: a widget failed"
+    assert bl.widget_errors(page) == [], \
+        f"{name}: widgets failed to render; browser console errors: {page.console_errors[-5:]}"
     views = bl.widget_views(page)
     assert views == expected_views, (f"{name}: widget outputs per cell, saved {expected_views}, rendered "
                                      f"on the page {views}; browser console errors: {page.console_errors[-5:]}")
@@ -125,6 +127,8 @@ def run_in_browser(page, lab, name: str, shots: Path, expect_explorer: bool | No
             bl.screenshot_element(page, cell, shots / f"{stem}-2-slider.png")
         assert bl.tracebacks(page) == [], f"{name}: tracebacks after moving the slider"
         assert "Error displaying widget" not in page.locator(".jp-Notebook").inner_text()
+        assert bl.widget_errors(page) == [], \
+            f"{name}: widgets failed after moving the slider; browser console errors: {page.console_errors[-5:]}"
     print(f"{stem}: Run All {run_s:.1f} s, {expected} code cells, {n_widgets} widget views, "
           f"{n_explorers} explorer(s)" + (f", slider {moved[0]!r} -> {moved[1]!r}: new image" if moved else ""))
     return {"run_s": run_s, "widgets": n_widgets, "explorers": n_explorers, "moved": moved}
