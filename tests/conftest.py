@@ -23,3 +23,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the notebooks' smoke wall times (recorded by test_notebooks.py) at the end of the run."""
+    import json
+
+    times = Path(os.environ["TUTORIAL_RESULTS_DIR"]) / "smoke_wall_times.json"
+    if times.exists():
+        terminalreporter.section("notebook wall times at smoke")
+        for name, seconds in sorted(json.loads(times.read_text()).items()):
+            terminalreporter.write_line(f"{name:40s} {seconds:7.1f} s")

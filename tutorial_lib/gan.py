@@ -427,7 +427,7 @@ def pretrained_digits_gan(config: Mapping[str, Any], device: torch.device | str 
                          desc="GAN " + ("without " + ",".join(map(str, config["exclude"])) if config.get("exclude") else "pre-training"))
         return {"final_d_loss": hist["d_loss"][-1], "final_g_loss": hist["g_loss"][-1], "cpu_seconds": hist["cpu_seconds"]}
 
-    res = checkpoints.load_or_train(name, dict(config), {"G": G, "D": D}, train, verbose=verbose)
+    res = checkpoints.load_or_train(name, dict(config), {"G": G, "D": D}, train, code=[build_gan], verbose=verbose)
     G.to(device).eval()
     D.to(device).eval()
     return G, D, res
