@@ -41,9 +41,10 @@ def test_notebook_runs_at_smoke_and_widgets_never_hang(path, tmp_path):
     import time
 
     from nbclient import NotebookClient
+    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    nb = parameterize_notebook(nbformat.read(str(path), as_version=4), {"PROFILE": "smoke"})
+    nb = parameterize_notebook(load_notebook_node(str(path)), {"PROFILE": "smoke"})
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()

@@ -408,7 +408,7 @@ def load_or_train(name: str, config: Mapping[str, Any],
         except CheckpointError as err:
             warnings.warn(f"{err} Rebuilding it.", stacklevel=2)
     if verbose and retrain and path.exists():
-        print(f"{path.name}: retraining (RETRAIN is on; the cached file is replaced)")
+        print(f"{path.name}: retraining (the cache is ignored: RETRAIN; the cached file is replaced)")
     start = time.perf_counter()
     extra = dict(train() or {})
     seconds = time.perf_counter() - start

@@ -153,3 +153,22 @@ class Explorer:
 
     def _ipython_display_(self) -> None:  # already displayed by explorer()
         pass
+
+
+def departures_table(rows: Sequence[Sequence[str]]):
+    """The departures from the paper, as one table: (setting, paper and its official code, ours, why).
+
+    Every method notebook shows one, so that a reader knows which of its numbers may differ from
+    the paper's, and why. Returns a pandas Styler (left-aligned, wrapped text) that a cell displays.
+    """
+    import pandas as pd
+
+    columns = ["setting", "paper (official code)", "this notebook", "why"]
+    bad = [i for i, row in enumerate(rows) if len(row) != len(columns) or not all(isinstance(c, str) for c in row)]
+    if not rows or bad:
+        raise TypeError(f"departures_table needs rows of {len(columns)} strings ({', '.join(columns)}); "
+                        f"bad rows: {bad or 'none given'}.")
+    frame = pd.DataFrame([list(r) for r in rows], columns=columns)
+    frame.index = range(1, len(frame) + 1)
+    return frame.style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"}).set_table_styles(
+        [{"selector": "th", "props": [("text-align", "left")]}])
