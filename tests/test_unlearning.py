@@ -159,3 +159,25 @@ def test_stage1_and_stage2_run_and_leave_inputs_unchanged():
         unlearning.adapt_to_negatives(G, D, data[:1], k=1, steps=1, lam=0.0, desc=None)
     with pytest.raises(tl.TutorialError):
         unlearning.adapt_to_negatives(G, D, data, k=0, steps=1, lam=0.0, desc=None)
+
+
+def test_stage2_runs_the_readers_distance_and_repulsion():
+    G, D = small_gan()
+    data = torch.rand(20, 1, 8, 8)
+    s1 = unlearning.adapt_to_negatives(G, D, data, k=2, steps=2, lam=1.0, batch_size=4, seed=0, desc=None)
+    calls = {"d": 0, "rep": 0}
+
+    def my_distance(generator, references, scale=1.0):
+        calls["d"] += 1
+        return unlearning.param_distance(generator, references, scale)
+
+    def my_repulsion(kind, d, alpha=1.0):
+        calls["rep"] += 1
+        return unlearning.repulsion_loss(kind, d, alpha)
+
+    base = unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=3, batch_size=4, desc=None)
+    mine = unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=3, batch_size=4, desc=None,
+                              distance_fn=my_distance, repulsion_fn=my_repulsion)
+    assert calls["d"] >= 3 and calls["rep"] >= 3
+    for (name, p), q in zip(base["G"].named_parameters(), mine["G"].parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name    # the same method, computed by the reader's functions

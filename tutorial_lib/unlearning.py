@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -178,12 +178,16 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
             *, kind: str | None, gamma: float, steps: int, alpha: float = 1.0, normalise: bool = True,
             batch_size: int = 64, lr: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu",
             ewc: tuple[Mapping[str, torch.Tensor], float] | None = None, desc: str | None = "stage 2",
-            reduction: str = "tensor", r1: float = 0.0, ema: float | None = None) -> dict:
+            reduction: str = "tensor", r1: float = 0.0, ema: float | None = None,
+            distance_fn: Callable | None = None, repulsion_fn: Callable | None = None) -> dict:
     """Stage 2: copies of (G, D) trained on ``positives`` with gamma * L_rep(d(theta, theta_N)).
 
     ``kind=None`` trains without repulsion (with ``ewc=(fisher, lam)``: the EWC fine-tuning
     baseline). With ``normalise`` the distance is measured in units of its value at theta_G, so that
-    gamma and alpha mean the same for networks of any size. Returns {"G", "D", "seconds", "history", "d0"}.
+    gamma and alpha mean the same for networks of any size. ``distance_fn(G, references, scale)``
+    and ``repulsion_fn(kind, d, alpha)`` replace :func:`param_distance` (computed by its faster
+    equivalent :func:`fast_distance`) and :func:`repulsion_loss`, e.g. by a reader's own versions.
+    Returns {"G", "D", "seconds", "history", "d0"}.
     """
     start, cpu_start = time.perf_counter(), time.process_time()
     Gu, Du = copy.deepcopy(G), copy.deepcopy(D)
@@ -195,8 +199,12 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     if kind is not None:
         if kind.upper() not in REPULSIONS:
             raise TutorialError(f"Unknown repulsion {kind!r}; choose one of {', '.join(REPULSIONS)} or None.")
-        dist = fast_distance(G, refs, scale, reduction)
-        terms.append(lambda g: gamma * repulsion_loss(kind, dist(g), alpha))
+        if distance_fn is None or distance_fn is param_distance:
+            dist = fast_distance(G, refs, scale, reduction)
+        else:
+            dist = lambda g: distance_fn(g, refs, scale)  # noqa: E731
+        rep = repulsion_fn or repulsion_loss
+        terms.append(lambda g: gamma * rep(kind, dist(g), alpha))
     if ewc is not None:
         fisher, lam = ewc
         terms.append(lambda g: ewc_penalty(g, fisher, theta_g, lam))
