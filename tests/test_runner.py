@@ -9,15 +9,17 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from tutorial_lib import runner
 
 
-def _notebook(path, value, crash=False):
+def _notebook(path, value, crash=False, known_failure=None, grid=None):
     params = new_code_cell('import os\nPROFILE = os.environ.get("TUTORIAL_PROFILE", "laptop")\nSEED = 0\nDEVICE = "auto"\n'
-                            f'VALUE = {value}')
+                            f'VALUE = {value}' + (f"\nROBUST_GRID = {grid!r}" if grid is not None else ""))
     params.metadata["tags"] = ["parameters"]
     body = new_code_cell("raise RuntimeError('boom')" if crash else "x = 1")
     claim = new_code_cell(
         "from tutorial_lib.profiles import ProfileSet\nfrom tutorial_lib.results import Results\n"
         "cfg = ProfileSet('t', smoke={}, laptop={}, gpu={}).resolve(PROFILE)\n"
-        f"run = Results({path.stem!r}, cfg, SEED)\nrun.claim('value at least 1', VALUE, 1.0)\nrun.finish()")
+        f"run = Results({path.stem!r}, cfg, SEED)\nrun.claim('value at least 1', VALUE, 1.0)\n"
+        + (f"run.claim('value at least 3', VALUE, 3.0, known_failure={known_failure!r})\n" if known_failure else "")
+        + "run.finish()")
     nbformat.write(new_notebook(cells=[new_markdown_cell("# t"), params, body, claim],
                                 metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
                    str(path))
@@ -40,7 +42,7 @@ def test_runner_reports_and_fails_correctly(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "NOT OK" in out and "03_crash" in out and "boom" in out and "ClaimFailed" in out
     bad_rows = [line for line in out.splitlines() if line.startswith("02_bad ")]
-    assert bad_rows and bad_rows[0].rstrip().endswith("NO")  # the failed claim is in the table
+    assert bad_rows and bad_rows[0].rstrip().endswith("fails")  # the failed claim is in the table
 
 
 def _usage_error(argv, capsys) -> str:
@@ -98,6 +100,20 @@ def test_runner_passes_parameters(tmp_path, monkeypatch, capsys):
     bad = _notebook(tmp_path / "02_bad.ipynb", 0.5)
     assert runner.main([str(bad), "--profile", "laptop", "--out", str(tmp_path / "out"), "-p", "VALUE=3.5"]) == 0
     assert "OK: 1 notebook(s)" in capsys.readouterr().out
+
+
+@pytest.mark.notebook
+def test_runner_known_failure_passes_unexpected_hold_is_reported(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUTORIAL_RESULTS_DIR", str(tmp_path / "results"))
+    nb = _notebook(tmp_path / "04_known.ipynb", 2.0, known_failure="holds in 0 of 2 seeds")
+    assert runner.main([str(nb), "--profile", "laptop", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("04_known ")]
+    assert rows[1].rstrip().endswith("known failure")
+    assert "OK: 1 notebook(s), 2 claim(s) at profile 'laptop': 1 holds, 1 known failure." in out
+    assert runner.main([str(nb), "--out", str(tmp_path / "out"), "-p", "VALUE=4.0"]) == 0
+    out = capsys.readouterr().out
+    assert "UNEXPECTED HOLD: 04_known: 'value at least 3'" in out and "1 unexpected hold" in out
 
 
 def test_parse_parameter():

@@ -3,7 +3,8 @@
     python -m tutorial_lib.report --executed executed --results results --out report   # `make report`
 
 Each executed notebook becomes ``report/<name>.html`` (nbconvert); ``report/index.html`` lists every
-notebook with its profile, wall time and claims (holds / does not hold, with values).
+notebook with its profile, wall time and claims (with values and status: holds, does not hold,
+known failure, unexpected hold).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .results import load_results
+from .results import claim_status, load_results
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
@@ -22,12 +23,22 @@ table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .35rem .6rem; text-align: left; font-size: .95rem; }
 th { background: #f4f4f4; }
 .yes { color: #1a7f37; font-weight: 600; } .no { color: #cf222e; font-weight: 600; }
-.missing { color: #888; }
+.missing { color: #888; } .known { color: #9a6700; } .unexpected { color: #8250df; font-weight: 600; }
 """
 
 
 def _value(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+
+
+STATUS_TEXT = {"holds": ("yes", "holds"), "fails": ("no", "does not hold"),
+               "known failure": ("known", "known failure"), "unexpected hold": ("unexpected", "unexpected hold")}
+
+
+def _status_cell(status: str, reason: str | None = None) -> str:
+    css, text = STATUS_TEXT.get(status, ("missing", status))
+    note = f'<br><small class="missing">{html.escape(reason)}</small>' if reason else ""
+    return f'<td><span class="{css}">{html.escape(text)}</span>{note}</td>'
 
 
 def build_index(records: list[dict], pages: dict[str, str], out: Path) -> Path:
@@ -42,7 +53,7 @@ def build_index(records: list[dict], pages: dict[str, str], out: Path) -> Path:
             continue
         for i, claim in enumerate(rec["claims"]):
             first = i == 0
-            holds = claim["holds"]
+            status = claim_status(claim)
             rows.append(
                 "<tr>"
                 + (f'<td rowspan="{len(rec["claims"])}">{link}</td>'
@@ -50,14 +61,16 @@ def build_index(records: list[dict], pages: dict[str, str], out: Path) -> Path:
                    f'<td rowspan="{len(rec["claims"])}">{rec.get("wall_seconds", 0):.0f} s</td>' if first else "")
                 + f"<td>{html.escape(claim['name'])}</td><td>{_value(claim['value'])}</td>"
                 f"<td>{html.escape(claim['op'])} {_value(claim['threshold'])}</td>"
-                f'<td class="{"yes" if holds else "no"}">{"holds" if holds else "does not hold"}</td></tr>')
+                f"{_status_cell(status, claim.get('known_failure'))}</tr>")
     total = sum(len(r["claims"]) for r in records)
     held = sum(c["holds"] for r in records for c in r["claims"])
+    known = sum(claim_status(c) in ("known failure", "unexpected hold") for r in records for c in r["claims"])
+    declared = f" ({known} declared known failures)" if known else ""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Executed notebooks</title>
 <style>{STYLE}</style></head><body>
 <h1>Executed notebooks</h1>
-<p>{held} of {total} claims hold. Generated {stamp}. Each notebook computed the values below in its claim cell.</p>
+<p>{held} of {total} claims hold{declared}. Generated {stamp}. Each notebook computed the values below in its claim cell.</p>
 <table><tr><th>notebook</th><th>profile</th><th>wall time</th><th>claim</th><th>value</th><th>threshold</th><th>result</th></tr>
 {''.join(rows)}
 </table></body></html>"""

@@ -9,7 +9,8 @@ literal: 4, 0.5, "text", [1, 2]; anything else is passed as a string).
 While a notebook runs, a plain-text line reports the cells done and the current section (at most
 one line every 10 s, and one at each new section); its wall time follows when it ends.
 
-Exit status 1 if a notebook fails or a claim does not hold (``make run`` relies on this); 2 on a
+Exit status 1 if a notebook fails or a claim has status ``fails`` (``make run`` relies on this; a
+declared known failure does not count, see :mod:`tutorial_lib.results`); 2 on a
 usage error (unknown profile, missing notebook, malformed ``-p``), reported in one line.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from .errors import ProfileError
 from .profiles import PROFILE_NAMES, check_profile_name
-from .results import format_summary, load_results, results_dir, summary_rows
+from .results import STATUSES, format_summary, load_results, results_dir, summary_rows
 
 
 def parse_parameter(text: str) -> tuple[str, object]:
@@ -164,13 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary_rows(records, walls)
     print()
     print(format_summary(rows))
-    bad_claims = [r for r in rows if r["holds"] != "yes"]
+    bad_claims = [r for r in rows if r["status"] == "fails"]
+    counts = ", ".join(f"{n} {status}" for status in STATUSES if (n := sum(r["status"] == status for r in rows)))
     print()
+    for r in rows:
+        if r["status"] == "unexpected hold":
+            print(f"UNEXPECTED HOLD: {r['notebook']}: {r['claim']!r} is declared a known failure but holds.")
     if failures or bad_claims:
         print(f"NOT OK: {len(failures)} notebook(s) failed {failures or ''}; "
-              f"{len(bad_claims)} claim(s) do not hold.")
+              f"{len(bad_claims)} claim(s) do not hold ({counts or 'no claims'}).")
         return 1
-    print(f"OK: {len(walls)} notebook(s), {len(rows)} claim(s), all hold at profile {profile!r}.")
+    print(f"OK: {len(walls)} notebook(s), {len(rows)} claim(s) at profile {profile!r}: {counts}.")
     return 0
 
 
