@@ -23,7 +23,8 @@ help:
 	@echo "            hold rate of every claim in results/robust/<notebook>.json and a claim x run table"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make student  write student/ notebooks (solutions stubbed)"
-	@echo "make report   HTML site of the notebooks executed by make run, with the claims table"
+	@echo "make report   HTML site of the notebooks executed by make run, with the claims table and the"
+	@echo "              robustness tables of make robust (formulas typeset offline)"
 
 env: $(STAMP)
 
