@@ -4,7 +4,7 @@ The run injects the parameters as papermill does (``parameterize_notebook``) and
 with nbclient, keeping the kernel, so that the cells tagged ``widget`` (the interactive views) can be
 executed again and again afterwards: ``ipywidgets.interact`` deadlocked headless kernels now and then,
 and a repeated execution with a per-cell timeout is what catches such a hang. Wall times are written
-to ``smoke_wall_times.json`` in the results folder and shown in pytest's summary, not asserted: the
+to ``notebook_wall_times.json`` in the results folder and shown in pytest's summary, not asserted: the
 speed of a shared machine proves nothing about correctness.
 """
 
@@ -28,10 +28,10 @@ def widget_cells(nb) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if WIDGET_TAG in c.get("metadata", {}).get("tags", [])]
 
 
-def record_wall_time(stem: str, seconds: float) -> None:
-    times = Path(os.environ["TUTORIAL_RESULTS_DIR"]) / "smoke_wall_times.json"
+def record_wall_time(name: str, seconds: float, folder: Path | None = None) -> None:
+    times = (folder or Path(os.environ["TUTORIAL_RESULTS_DIR"])) / "notebook_wall_times.json"
     data = json.loads(times.read_text()) if times.exists() else {}
-    data[stem] = round(seconds, 1)
+    data[name] = round(seconds, 1)
     times.write_text(json.dumps(data, indent=2))
 
 
@@ -64,6 +64,32 @@ def test_notebook_runs_at_smoke_and_widgets_never_hang(path, tmp_path):
     folder = Path(os.environ["TUTORIAL_RESULTS_DIR"])
     record = json.loads((folder / f"{path.stem}.json").read_text())
     assert record["profile"] == "smoke" and record["claims"], "the claim cell did not record its claims"
+
+
+GPU_STEP_CAP = 10
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_the_gpu_profile_capped(path, tmp_path, monkeypatch):
+    """Every code path of the ``gpu`` profile (its larger networks and data, MNIST or its fallback,
+    mixed precision where the device allows it) executes, here on the CPU, with every training
+    loop and sample count capped by ``TUTORIAL_MAX_STEPS``; claims are recorded, not enforced."""
+    import time
+
+    import papermill as pm
+
+    shared = Path(os.environ["TUTORIAL_RESULTS_DIR"])
+    monkeypatch.setenv("TUTORIAL_MAX_STEPS", str(GPU_STEP_CAP))
+    results = tmp_path / "results"
+    monkeypatch.setenv("TUTORIAL_RESULTS_DIR", str(results))
+    start = time.perf_counter()
+    pm.execute_notebook(str(path), str(tmp_path / path.name), parameters={"PROFILE": "gpu"},
+                        cwd=str(path.parent), kernel_name="python3", progress_bar=False,
+                        execution_timeout=CELL_TIMEOUT_S)
+    record_wall_time(f"{path.stem} (gpu, capped at {GPU_STEP_CAP} steps)", time.perf_counter() - start, shared)
+    record = json.loads((results / f"{path.stem}.json").read_text())
+    assert record["profile"] == "gpu" and record["step_cap"] == GPU_STEP_CAP and record["claims"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

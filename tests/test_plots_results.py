@@ -113,3 +113,21 @@ def test_summary_status_and_records_without_status(results_dir):
         ("a", "holds", "yes"), ("b", "fails", "NO"), ("c", "known failure", "NO")]
     lines = results.format_summary(rows).splitlines()
     assert lines[0].split()[-1] == "status" and lines[-1].rstrip().endswith("known failure")
+
+
+def test_capped_run_reports_claims_without_enforcing(tmp_path, monkeypatch):
+    from tutorial_lib.profiles import ProfileSet
+    from tutorial_lib.results import Results
+
+    monkeypatch.setenv("TUTORIAL_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("TUTORIAL_MAX_STEPS", "5")
+    cfg = ProfileSet("t", smoke={"steps": 1}, laptop={"steps": 100}, gpu={"steps": 1000}).resolve("gpu")
+    run = Results("capped", cfg, seed=0)
+    run.claim("never true", 0.0, 1.0)
+    record = run.finish(display=False)     # no ClaimFailed: five steps cannot show an effect
+    assert record["step_cap"] == 5 and record["claims"][0]["status"] == "fails"
+    monkeypatch.delenv("TUTORIAL_MAX_STEPS")
+    strict = Results("strict", cfg, seed=0)
+    strict.claim("never true", 0.0, 1.0)
+    with pytest.raises(tl.ClaimFailed):
+        strict.finish(display=False)

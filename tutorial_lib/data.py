@@ -255,9 +255,22 @@ def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
     return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
+def model_dtype(model) -> torch.dtype | None:
+    """The floating dtype of a module's first floating parameter (``None`` without one)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
 def check_images(x: torch.Tensor, channels: int | Sequence[int] | None = None, name: str = "x",
-                 ndim: int = 4) -> torch.Tensor:
-    """Validate an image batch (N, C, H, W): clear :class:`InputShapeError` instead of a torch traceback."""
+                 ndim: int = 4, like=None) -> torch.Tensor:
+    """Validate an image batch (N, C, H, W): clear :class:`InputShapeError` instead of a torch traceback.
+
+    ``like`` (a module): ``x`` must have the dtype of its weights (a float64 or half batch for a
+    float32 network fails deep inside a convolution otherwise). Devices are not checked here: the
+    library's inference functions move their inputs to the model's device themselves.
+    """
     if not isinstance(x, torch.Tensor):
         raise InputShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     if x.ndim != ndim:
@@ -270,4 +283,9 @@ def check_images(x: torch.Tensor, channels: int | Sequence[int] | None = None, n
                                   f"got shape {tuple(x.shape)}.")
     if not torch.is_floating_point(x):
         raise InputShapeError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}.")
+    if like is not None:
+        want = model_dtype(like)
+        if want is not None and x.dtype != want:
+            raise InputShapeError(f"{name} has dtype {x.dtype}, but the model's weights are {want}: convert the "
+                                  f"input first ({name}.to({want})) or the model ({type(like).__name__}.to({x.dtype})).")
     return x

@@ -91,7 +91,13 @@ def latents(n: int, z_dim: int, seed: int, device: torch.device | str = "cpu") -
 
 @torch.no_grad()
 def sample(G: Generator, z: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """G(z) in eval mode, in batches, returned on the CPU."""
+    """G(z) in eval mode, in batches, returned on the CPU (``z`` moves to G's device)."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != G.z_dim:
+        raise InputShapeError(f"z must be a (N, {G.z_dim}) tensor of latents, got "
+                              f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}.")
+    if z.dtype != next(G.parameters()).dtype:
+        raise InputShapeError(f"z has dtype {z.dtype}, but the generator's weights are "
+                              f"{next(G.parameters()).dtype}: convert it first (z.float()).")
     was = G.training
     G.eval()
     device = next(G.parameters()).device

@@ -620,7 +620,7 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
 @torch.no_grad()
 def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """Run ``isp`` on RAW images in batches (eval mode, no gradients); result on the CPU, in [0, 1]."""
-    check_images(raw, channels=4, name="raw")
+    check_images(raw, channels=4, name="raw", like=isp)
     device = next(isp.parameters()).device
     was = isp.training
     isp.eval()

@@ -329,7 +329,7 @@ def _prepare(model: nn.Module, y: torch.Tensor, alpha: float, masks: int):
     """Validate the inputs of an inference call, put the model in eval mode; return
     ``(alpha, was_training, device)``."""
     alpha = _check_alpha(alpha)
-    check_images(y, name="y")
+    check_images(y, name="y", like=model)
     if masks < 1:
         raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
     was_training = model.training

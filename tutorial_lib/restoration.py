@@ -113,6 +113,8 @@ class AllInOneRestorer(nn.Module):
 
     @torch.no_grad()
     def restore(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """The restored batch (eval mode, no gradients, in batches on the model's device), on the CPU."""
+        check_images(x, channels=3, name="x", like=self)
         was = self.training
         self.eval()
         device = next(self.parameters()).device
