@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tutorial_lib as tl
-from tutorial_lib import data
+from tutorial_lib import data, gan
 from tutorial_lib import public_data as pd_
 
 # The unpacked files torchvision.datasets.MNIST reads from <root>/MNIST/raw.
@@ -117,6 +117,62 @@ def test_fetch_mnist_uses_torchvision_and_fails_clearly_offline(tmp_path, monkey
     monkeypatch.setattr(torchvision.datasets, "MNIST", Works)
     assert pd_.fetch_mnist(tmp_path) == tmp_path / "MNIST" / "raw"
     assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+
+
+# --------------------------------------------------------------------------- training digits
+def test_training_digits_fall_back_to_embedded_digits(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(pd_.ENV_VAR, str(tmp_path))
+    d = data.load_training_digits("mnist", 28, exclude=[3])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "MNIST not found in" in out and str(tmp_path / "mnist") in out
+    assert "embedded digits upsampled to 28×28" in out and "python data_scripts/fetch_mnist.py" in out
+    reference = data.load_digits(size=28, exclude=[3])
+    assert torch.equal(d.x_train, reference.x_train) and 3 not in d.classes
+    assert data.training_dataset("mnist", 28, verbose=False) == "digits" and capsys.readouterr().out == ""
+    data.load_training_digits("digits", 8)
+    assert capsys.readouterr().out == ""  # the embedded digits asked for: nothing to say
+
+
+def test_training_digits_use_mnist_when_present(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(pd_.ENV_VAR, str(tmp_path))
+    _fake_mnist(tmp_path / "mnist")
+    assert data.training_dataset("mnist") == "mnist"
+    d = data.load_training_digits("mnist", 16)
+    assert capsys.readouterr().out == "" and d.source.startswith("MNIST")
+    assert d.x_train.shape == (20, 1, 16, 16)
+    some = data.load_training_digits("mnist", 28, exclude=[0], classes=[0, 1, 2])
+    assert some.classes == (1, 2) and set(some.y_train.tolist()) == {1, 2} and set(some.y_test.tolist()) == {1, 2}
+    assert len(some.y_train) == 4 and some.x_train.shape[1:] == (1, 28, 28)
+    with pytest.raises(tl.TutorialError, match="0-9"):
+        data.load_training_digits("mnist", 28, exclude=[10])
+
+
+def test_unknown_training_dataset_lists_the_valid_ones():
+    with pytest.raises(tl.TutorialError, match="(?s)'fashion'.*'digits'.*'mnist'"):
+        data.load_training_digits("fashion", 28)
+    with pytest.raises(tl.TutorialError, match="'digits', 'mnist'"):
+        gan.pretrained_classifier(8, 1, 0, dataset="MNIST", verbose=False)
+
+
+def test_cache_config_names_the_data_actually_used(tmp_path, monkeypatch, capsys):
+    from tutorial_lib import checkpoints
+
+    monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(pd_.ENV_VAR, str(tmp_path / "data"))
+    assert gan.DIGITS_GAN_PROFILES["gpu"]["dataset"] == "mnist" and gan.DIGITS_GAN_PROFILES["gpu"]["digit_size"] == 28
+    assert {gan.DIGITS_GAN_PROFILES[p]["dataset"] for p in ("smoke", "laptop")} == {"digits"}
+    prof = dict(dataset="mnist", digit_size=8, z_dim=4, g_hidden=[8], d_hidden=[8], gan_steps=2, gan_batch=8,
+                gan_lr=1e-3, gan_ema=0.0, gan_r1=0.0)
+    config = gan.digits_gan_config(prof, seed=0)
+    assert config["dataset"] == "mnist"
+    _, _, fallback = gan.pretrained_digits_gan(config, verbose=True)
+    assert "MNIST not found" in capsys.readouterr().out
+    assert checkpoints.read_checkpoint(fallback.path)["config"]["dataset"] == "digits"
+    _fake_mnist(tmp_path / "data" / "mnist")
+    _, _, real = gan.pretrained_digits_gan(config, verbose=False)
+    assert real.status == "trained" and real.path != fallback.path
+    assert checkpoints.read_checkpoint(real.path)["config"]["dataset"] == "mnist"
+    assert gan.classifier_config(8, 2, 0, "mnist") != gan.classifier_config(8, 2, 0)
 
 
 # --------------------------------------------------------------------------------- weights
