@@ -2,6 +2,8 @@
 
 * :func:`load_digits` - scikit-learn's handwritten digits (1,797 images of 8x8, 10 classes),
   optionally upsampled, filtered by class, split deterministically into train and test.
+* :func:`load_training_digits` - what notebooks 01 and 02 train on: MNIST when asked for and
+  fetched (:mod:`tutorial_lib.public_data`), else the embedded digits, saying so.
 * :func:`load_photos` / :func:`photo_patches` - natural photographs bundled with scikit-image and
   scikit-learn, split into train and test *by source image* (no test patch shares a photo with a
   training patch).
@@ -110,6 +112,58 @@ def load_digits(size: int = 8, classes: Iterable[int] | None = None, exclude: It
     x_te, y_te = pack(test_idx)
     x_va, y_va = pack(val_idx)
     return DigitsData(x_tr, y_tr, x_te, y_te, size, tuple(sorted(keep)), x_val=x_va, y_val=y_va)
+
+
+# The digit data sets a notebook can train on: "digits" (embedded, offline) or "mnist" (fetched
+# once with data_scripts/fetch_mnist.py; the embedded digits stand in when it is absent).
+TRAINING_DATASETS = ("digits", "mnist")
+
+
+def training_dataset(dataset: str, size: int = 28, root=None, verbose: bool = True) -> str:
+    """The data set that :func:`load_training_digits` loads for ``dataset``: "mnist" only when its
+    files are on disk, else "digits" (with a one-line message when ``verbose``).
+
+    Models cached for a data set use this, not the requested name, in their configuration, so a
+    model trained on the stand-in digits is never taken for an MNIST model.
+    """
+    from . import public_data
+
+    if dataset not in TRAINING_DATASETS:
+        raise TutorialError(f"Unknown dataset {dataset!r}; choose one of {', '.join(map(repr, TRAINING_DATASETS))}.")
+    if dataset == "mnist" and not public_data.mnist_available(root):
+        if verbose:
+            scale = f"upsampled to {size}×{size}" if size != 8 else "at 8×8"
+            print(f"MNIST not found in {public_data.mnist_dir(root)}: using the embedded digits {scale}; "
+                  f"fetch it with {public_data.FETCH_MNIST}")
+        return "digits"
+    return dataset
+
+
+def load_training_digits(dataset: str, size: int, exclude: Iterable[int] = (), classes: Iterable[int] | None = None,
+                         root=None, verbose: bool = True) -> DigitsData:
+    """The digits a notebook trains and evaluates on: MNIST at ``size`` when ``dataset == "mnist"``
+    and its files are present (see :func:`tutorial_lib.public_data.load_mnist`), else the embedded
+    digits upsampled to ``size`` (:func:`load_digits`; a one-line message says so). ``classes`` and
+    ``exclude`` filter the digit classes of both splits as in :func:`load_digits`.
+    """
+    if training_dataset(dataset, size, root, verbose) == "digits":
+        return load_digits(size=size, classes=classes, exclude=exclude)
+    from .public_data import load_mnist
+
+    keep = set(range(10)) if classes is None else {int(c) for c in classes}
+    bad = sorted(c for c in keep | {int(c) for c in exclude} if c not in range(10))
+    if bad:
+        raise TutorialError(f"Digit classes are 0-9; got {bad}.")
+    keep -= {int(c) for c in exclude}
+    if not keep:
+        raise TutorialError("No digit class left after filtering.")
+    mnist = load_mnist(root, size=size)
+    if keep == set(range(10)):
+        return mnist
+    chosen = torch.tensor(sorted(keep))
+    tr, te = torch.isin(mnist.y_train, chosen), torch.isin(mnist.y_test, chosen)
+    return DigitsData(mnist.x_train[tr], mnist.y_train[tr], mnist.x_test[te], mnist.y_test[te], size,
+                      tuple(sorted(keep)), source=mnist.source, x_val=mnist.x_val, y_val=mnist.y_val)
 
 
 # --------------------------------------------------------------------------------------- photos
