@@ -1,6 +1,7 @@
 # Two commands matter: `make test` (unit tests + smoke run of every notebook + nbval) and
 # `make run` (every notebook at the laptop profile, with the summary table of its claims).
-# Both create the virtual environment in .venv on first use.
+# Both create the virtual environment in .venv on first use. `make robust` measures how often the
+# claims hold over the grid of parameters each method notebook declares (ROBUST_GRID).
 
 PYTHON    ?= python3
 VENV      ?= .venv
@@ -8,17 +9,22 @@ PROFILE   ?= laptop
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+METHOD_NOTEBOOKS := $(sort $(wildcard notebooks/0[1-9]_*.ipynb))
+NB        ?=
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
-.PHONY: env test unit run lab student report clean-cache clean help
+.PHONY: env test unit run robust lab student report clean-cache clean help
 
 help:
 	@echo "make env    create .venv and install tutorial_lib with everything it needs"
 	@echo "make test   unit tests, papermill smoke run of every notebook, nbval on the committed notebooks"
 	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ and print the claims table"
+	@echo "make robust run each method notebook over its ROBUST_GRID at PROFILE=$(PROFILE) (NB=02: only 02_*);"
+	@echo "            hold rate of every claim in results/robust/<notebook>.json and a claim x run table"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make student  write student/ notebooks (solutions stubbed)"
-	@echo "make report   HTML site of the notebooks executed by make run, with the claims table"
+	@echo "make report   HTML site of the notebooks executed by make run, with the claims table and the"
+	@echo "              robustness tables of make robust (formulas typeset offline)"
 
 env: $(STAMP)
 
@@ -49,6 +55,10 @@ unit: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m tutorial_lib.runner --profile $(PROFILE) --out executed $(NOTEBOOKS)
+
+robust: $(STAMP)
+	$(PY) -m tutorial_lib.robust --profile $(PROFILE) --out results/robust --executed executed/robust \
+	  $(if $(NB),--nb $(NB)) $(METHOD_NOTEBOOKS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

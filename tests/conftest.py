@@ -23,3 +23,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the notebooks' wall times (smoke, and the capped gpu runs; recorded by test_notebooks.py)."""
+    import json
+
+    times = Path(os.environ["TUTORIAL_RESULTS_DIR"]) / "notebook_wall_times.json"
+    if times.exists():
+        terminalreporter.section("notebook wall times (smoke unless stated)")
+        for name, seconds in sorted(json.loads(times.read_text()).items()):
+            terminalreporter.write_line(f"{name:62s} {seconds:7.1f} s")

@@ -41,26 +41,28 @@ def test_load_or_train_trains_once_then_loads():
 
 def test_different_config_is_not_reused():
     net = _net()
-    checkpoints.load_or_train("toy", {"lr": 0.1}, net, lambda: None, verbose=False)
+    first = checkpoints.load_or_train("toy", {"lr": 0.1}, net, lambda: None, verbose=False)
     again = checkpoints.load_or_train("toy", {"lr": 0.2}, net, lambda: None, verbose=False)
-    assert again.status == "trained"
-    path = checkpoints.checkpoint_path("toy", {"lr": 0.1})
+    assert again.status == "trained" and again.path != first.path
     with pytest.raises(tl.CheckpointError, match="different configuration.*lr"):
-        checkpoints.read_checkpoint(path, {"lr": 0.2})
+        checkpoints.read_checkpoint(first.path, checkpoints.cache_key({"lr": 0.2}, lambda: None, net)[0])
 
 
 def test_corrupt_checkpoint_is_reported_and_rebuilt():
     net = _net()
     cfg = {"lr": 0.1}
-    checkpoints.load_or_train("toy", cfg, net, lambda: None, verbose=False)
-    path = checkpoints.checkpoint_path("toy", cfg)
+
+    def train():
+        return None
+
+    path = checkpoints.load_or_train("toy", cfg, net, train, verbose=False).path
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(tl.CheckpointError, match="corrupt"):
         checkpoints.read_checkpoint(path)
     with pytest.warns(UserWarning, match="corrupt.*Rebuilding"):
-        result = checkpoints.load_or_train("toy", cfg, net, lambda: None, verbose=False)
-    assert result.status == "trained"
-    checkpoints.read_checkpoint(path, cfg)  # healthy again
+        result = checkpoints.load_or_train("toy", cfg, net, train, verbose=False)
+    assert result.status == "trained" and result.path == path
+    checkpoints.read_checkpoint(path, checkpoints.cache_key(cfg, train, net)[0])  # healthy again
 
 
 def test_foreign_file_and_missing_file():
@@ -106,3 +108,90 @@ def test_several_modules_and_weights_only_loading():
     with pytest.raises(tl.CheckpointError, match="no weights for"):
         checkpoints.load_into({"E": g2}, payload)
     assert checkpoints.clear_cache("gan") == 1
+
+
+def _write_module(folder, name, body):
+    """A module of the reader's own, on disk, so that its functions have source."""
+    import importlib
+    import sys
+
+    (folder / f"{name}.py").write_text(body)
+    sys.path.insert(0, str(folder))
+    try:
+        sys.modules.pop(name, None)
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+
+
+def test_editing_a_training_function_retrains(tmp_path):
+    """The cache key covers the source of the training code, also of the functions it calls."""
+    net = _net()
+    body = "def step(net):\n    return {{'loss': {loss}}}\n\n\ndef train(net):\n    return step(net)\n"
+    v1 = _write_module(tmp_path, "reader_code_v1", body.format(loss=1.0))
+    v1_again = _write_module(tmp_path, "reader_code_v1", body.format(loss=1.0))   # re-imported, unchanged
+    v2 = _write_module(tmp_path, "reader_code_v1", body.format(loss=12.5))   # the callee edited
+    first = checkpoints.load_or_train("toy", {"steps": 1}, net, lambda: v1.train(net), verbose=False)
+    again = checkpoints.load_or_train("toy", {"steps": 1}, net, lambda: v1_again.train(net), verbose=False)
+    edited = checkpoints.load_or_train("toy", {"steps": 1}, net, lambda: v2.train(net), verbose=False)
+    assert (first.status, again.status, edited.status) == ("trained", "loaded", "trained")
+    assert edited.path != first.path and edited.extra == {"loss": 12.5}
+    assert {"reader_code_v1.step", "reader_code_v1.train"} <= set(first.code)
+
+
+def test_code_fingerprint_follows_library_callees_and_model_classes():
+    from tutorial_lib import gan
+
+    digest, names = checkpoints.code_fingerprint(gan.pretrained_digits_gan)
+    assert "tutorial_lib.gan.train_gan" in names and "tutorial_lib.gan.build_gan" in names
+    assert "tutorial_lib.gan.Generator" in names and "tutorial_lib.data.load_digits" in names
+    assert not any(n.startswith("torch") for n in names)
+    assert checkpoints.code_fingerprint(gan.pretrained_digits_gan)[0] == digest  # deterministic
+
+
+def test_retrain_switch_ignores_the_cache(monkeypatch):
+    calls = []
+    net = _net()
+
+    def train():
+        calls.append(1)
+
+    checkpoints.load_or_train("toy", {"a": 1}, net, train, verbose=False)
+    assert checkpoints.load_or_train("toy", {"a": 1}, net, train, verbose=False).status == "loaded"
+    assert checkpoints.load_or_train("toy", {"a": 1}, net, train, retrain=True, verbose=False).status == "trained"
+    monkeypatch.setenv("TUTORIAL_RETRAIN", "1")
+    assert checkpoints.retrain_requested()
+    assert checkpoints.load_or_train("toy", {"a": 1}, net, train, verbose=False).status == "trained"
+    monkeypatch.delenv("TUTORIAL_RETRAIN")
+    try:
+        assert checkpoints.set_retrain(True) is True
+        assert checkpoints.load_or_train("toy", {"a": 1}, net, train, verbose=False).status == "trained"
+    finally:
+        checkpoints.set_retrain(False)
+    assert checkpoints.load_or_train("toy", {"a": 1}, net, train, verbose=False).status == "loaded"
+    assert len(calls) == 4
+
+
+def test_two_module_checkpoint_with_one_bad_module_loads_neither(tmp_path):
+    a, b = _net(0), _net(1)
+    path = checkpoints.save_checkpoint(tmp_path / "two.pt", {"a": a, "b": b}, {"k": 1})
+    payload = checkpoints.read_checkpoint(path)
+    payload["state"]["b"]["0.weight"] = torch.zeros(5, 3)      # the second module no longer fits
+    fresh_a, fresh_b = _net(2), _net(3)
+    before = [p.clone() for p in (*fresh_a.parameters(), *fresh_b.parameters())]
+    with pytest.raises(tl.CheckpointError, match="'b'"):
+        checkpoints.load_into({"a": fresh_a, "b": fresh_b}, payload)
+    after = list((*fresh_a.parameters(), *fresh_b.parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(before, after))   # the first module was not loaded either
+    payload["state"]["b"]["0.weight"] = torch.zeros(4, 3, dtype=torch.complex64)   # never cast silently
+    with pytest.raises(tl.CheckpointError, match="complex64"):
+        checkpoints.load_into({"a": fresh_a, "b": fresh_b}, payload)
+    payload["state"]["b"]["0.weight"] = torch.zeros(4, 3)
+
+    def broken_load(*args, **kwargs):
+        raise RuntimeError("disk read error")
+
+    fresh_b.load_state_dict = broken_load   # fits in every check, fails while loading: a is put back
+    with pytest.raises(tl.CheckpointError, match="no module was changed"):
+        checkpoints.load_into({"a": fresh_a, "b": fresh_b}, payload)
+    assert all(torch.equal(x, y) for x, y in zip(before, (*fresh_a.parameters(), *fresh_b.parameters())))

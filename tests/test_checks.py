@@ -67,3 +67,29 @@ def test_dict_outputs_are_compared_key_by_key():
     assert "keys ['a'], expected ['a', 'b']" in missing.message
     wrong = checks.check_function("dict", lambda x: {"a": 3 * x, "b": 3.0}, ref, cases, check_grad=False, verbose=False)
     assert "output['a']: values differ" in wrong.message
+
+
+def test_choose_hands_the_experiment_the_readers_function_only_after_it_passes(capsys):
+    def mine(x):
+        return x * 2
+
+    def library(x):
+        return x + x
+
+    passed = checks.check_function("double", mine, library, [(torch.ones(2),)])
+    assert passed.choose(mine, library) is mine
+    assert "runs YOUR `" in capsys.readouterr().out
+
+    def broken(x):
+        raise NotImplementedError
+
+    failed = checks.check_function("double", broken, library, [(torch.ones(2),)])
+    assert failed.choose(broken, library, names=("my_double", "lib.double")) is library
+    out = capsys.readouterr().out
+    assert "`my_double` has not passed" in out and "library's `lib.double`" in out
+
+
+def test_combine_passes_only_when_every_check_passed():
+    ok = checks.check_values("a", 1.0, 1.0, verbose=False)
+    bad = checks.check_values("b", 1.0, 2.0, verbose=False)
+    assert checks.combine("ab", [ok, ok]) and not checks.combine("ab", [ok, bad]) and not checks.combine("ab", [])

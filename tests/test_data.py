@@ -68,3 +68,26 @@ def test_check_images_messages():
     with pytest.raises(tl.InputShapeError, match="torch.Tensor"):
         data.check_images([[1.0]])
     assert data.rgb_to_gray(torch.ones(2, 3, 4, 4)).shape == (2, 1, 4, 4)
+
+
+def test_digits_validation_split_comes_from_train_and_leaves_test_alone():
+    plain, with_val = data.load_digits(), data.load_digits(val_fraction=0.2)
+    assert torch.equal(plain.x_test, with_val.x_test)                  # the test split never moves
+    assert len(with_val.y_train) + len(with_val.y_val) == len(plain.y_train)
+    assert 0.15 < len(with_val.y_val) / len(plain.y_train) < 0.25
+    assert set(with_val.y_val.tolist()) == set(range(10))              # stratified
+    train_rows = {tuple(x.flatten().tolist()) for x in with_val.x_train}
+    assert sum(tuple(x.flatten().tolist()) in train_rows for x in with_val.x_val) < 5   # (a few duplicate images exist)
+    assert "train / val / test" in with_val.describe() and len(plain.y_val) == 0
+    with pytest.raises(tl.TutorialError, match="val_fraction"):
+        data.load_digits(val_fraction=1.0)
+
+
+def test_photo_splits_are_disjoint_and_validation_has_several_photos():
+    train, val, test = (set(data.PHOTO_SPLITS[k]) for k in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    assert len(val) >= 4 and set(data.PHOTO_SPLITS["val_colour"]) <= val
+    photos = data.load_photos("val")
+    assert all(p.shape[0] == 3 and 0 <= float(p.min()) and float(p.max()) <= 1 for p in photos.values())
+    grey = photos["camera"]
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])

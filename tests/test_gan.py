@@ -145,7 +145,9 @@ def test_configs_and_cached_pretraining(tmp_path, monkeypatch):
     torch.manual_seed(456)
     b, _ = gan.build_gan(config)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
-    assert gan.classifier_config(8, 40, 0) == {"model": "DigitClassifier", "size": 8, "epochs": 40, "seed": 0}
+    assert config["dataset"] == "digits"  # the default when the profile names no dataset
+    assert gan.classifier_config(8, 40, 0) == {"model": "DigitClassifier", "dataset": "digits", "size": 8,
+                                               "epochs": 40, "seed": 0}
 
 
 def test_class_share_and_histogram():

@@ -169,11 +169,12 @@ def test_feature_networks_choice(tmp_path, monkeypatch):
 
 
 def test_pretrained_file_spec_matches_torchvision_names():
+    from torchvision.models import AlexNet_Weights, VGG19_Weights
+
     spec = isp.PRETRAINED_FILES["vgg19"]
     assert spec.sha256_prefix == "dcbb9e9d"
-    assert spec.url.endswith("/vgg19-dcbb9e9d.pth")
-    remote = spec.remote()
-    assert remote.matches("dcbb9e9d" + "0" * 56) and not remote.matches("0" * 64)
+    assert spec.url == VGG19_Weights.IMAGENET1K_V1.url
+    assert isp.PRETRAINED_FILES["alexnet"].url == AlexNet_Weights.IMAGENET1K_V1.url
 
 
 def test_make_phone_set_and_classic_isp():
@@ -210,19 +211,25 @@ def test_autocast_only_on_cuda():
 
 
 def test_fetch_script_fails_clearly_offline(monkeypatch, tmp_path, capsys):
-    from tutorial_lib import public_data
+    import urllib.error
 
     def offline(*args, **kwargs):
-        raise tl.DatasetMissing("Could not download (offline)")
+        raise urllib.error.URLError("Temporary failure in name resolution")
 
     path = Path(__file__).resolve().parents[1] / "data_scripts" / "fetch_feature_weights.py"
     spec = importlib.util.spec_from_file_location("fetch_feature_weights", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "fetch", offline)
-    monkeypatch.setattr("sys.argv", ["fetch_feature_weights.py", "--only", "alexnet"])
-    assert module.main() == 1
-    assert "offline" in capsys.readouterr().err
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        monkeypatch.setattr("sys.argv", ["fetch_feature_weights.py", "--only", "alexnet"])
+        assert module.main() == 1
+    finally:
+        torch.hub.set_dir(old)
+    err = capsys.readouterr().err
+    assert "name resolution" in err and "offline" in err and isp.PRETRAINED_FILES["alexnet"].url in err
 
 
 def test_checkerboard_patches_are_disjoint_seeded_and_checked():

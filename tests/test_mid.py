@@ -264,3 +264,17 @@ def test_small_helpers():
     with pytest.raises(tl.InputShapeError):
         mid.psnr_list([images[0]], [])
     assert mid.ssim_list(images, images) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_train_denoiser_runs_the_readers_loss():
+    calls = []
+
+    def my_loss(model, x, n, alpha, gen):
+        calls.append(alpha)
+        return mid.mid_loss(model, x, n, alpha, gen)
+
+    torch.manual_seed(0)
+    model = mid.Denoiser(3, 4)
+    batches = lambda gen: (torch.rand(2, 3, 8, 8, generator=gen), 0.1 * torch.randn(2, 3, 8, 8, generator=gen))  # noqa: E731
+    mid.train_denoiser(model, batches, 3, alpha=0.3, seed=1, progress=False, loss_fn=my_loss)
+    assert calls == [0.3, 0.3, 0.3]

@@ -48,3 +48,15 @@ def test_committed_notebooks_follow_the_policy():
         nb = nbformat.read(str(path), as_version=4)
         nbformat.validate(nb)
         assert nbtools.problems(nb) == [], path.name
+
+
+def test_policy_refuses_interact_and_untagged_explorers():
+    nb = _good()
+    nb.cells.append(new_code_cell("widgets.interact(f, x=widgets.IntSlider())"))
+    nb.cells.append(new_code_cell("plots.explorer(f, x=widgets.IntSlider())"))
+    found = nbtools.problems(nb)
+    assert any("interact/interactive" in p for p in found)
+    assert any("not tagged 'widget'" in p for p in found)
+    nb.cells[-1].metadata["tags"] = ["widget"]
+    nb.cells.pop(-2)
+    assert nbtools.problems(nb) == []

@@ -1,7 +1,11 @@
 """pyproject.toml and environment.yml must install the same packages with the same ranges."""
 
 import re
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 import yaml
 
@@ -12,6 +16,9 @@ NOT_PACKAGES = {"python", "pip"}
 
 
 def _split(requirement: str) -> tuple[str, str]:
+    """'name >=1,<2; python_version < "3.11"' -> ('name', '>=1,<2'): conda has no environment markers,
+    so environment.yml lists such a package unconditionally and only name and range are compared."""
+    requirement = requirement.split(";")[0]
     match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
     assert match, requirement
     return match.group(1).lower(), match.group(2).replace(" ", "")
@@ -50,6 +57,12 @@ def test_required_packages_have_ranges_not_pins():
         assert name in pip, name
     for name, spec in pip.items():
         assert ">=" in spec and "<" in spec and "==" not in spec, f"{name}{spec}: use a lower bound and a major cap"
+
+
+def test_markers_are_valid_and_split_off():
+    assert _split('tomli>=2.0,<3; python_version < "3.11"') == ("tomli", ">=2.0,<3")
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert any(r.startswith("tomli") and 'python_version < "3.11"' in r for r in dev)
 
 
 def test_ci_calls_the_readme_test_command():

@@ -64,3 +64,19 @@ def test_default_profile_from_environment(monkeypatch):
 def test_table_shows_all_profiles():
     table = PROFILES.table()
     assert list(table.columns) == ["smoke", "laptop", "gpu"] and table.loc["steps", "gpu"] == 200
+
+
+def test_step_cap_caps_work_settings_only(monkeypatch, capsys):
+    profiles = tl.ProfileSet("t", smoke=dict(gan_steps=5, classifier_epochs=2, n_pool=100, per_image=4, width=8, lr=0.1),
+                             laptop=dict(gan_steps=500, classifier_epochs=40, n_pool=5000, per_image=128, width=16, lr=0.1),
+                             gpu=dict(gan_steps=20000, classifier_epochs=60, n_pool=10000, per_image=384, width=32, lr=0.1))
+    assert profiles.resolve("gpu").gan_steps == 20000
+    monkeypatch.setenv("TUTORIAL_MAX_STEPS", "10")
+    cfg = profiles.resolve("gpu")
+    assert (cfg.gan_steps, cfg.classifier_epochs, cfg.n_pool, cfg.per_image) == (10, 1, 500, 20)
+    assert (cfg.width, cfg.lr) == (32, 0.1)                        # architecture and rates untouched
+    assert "capped run of profile 'gpu'" in capsys.readouterr().out
+    assert profiles.resolve("smoke").gan_steps == 5                # never raised above the profile
+    monkeypatch.setenv("TUTORIAL_MAX_STEPS", "ten")
+    with pytest.raises(tl.ProfileError, match="positive integer"):
+        profiles.resolve("gpu")

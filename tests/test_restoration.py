@@ -102,3 +102,36 @@ def test_forget_rejects_unknown_method(pairs):
         R.forget(small_model(), pairs.select("haze"), pairs.select("rain"), "magic")
     with pytest.raises(tl.TutorialError):
         R.forget(small_model(), pairs.select("haze"), None, "finetune")
+
+
+def test_forget_runs_the_readers_loss_and_pgd_step(pairs):
+    calls = {"loss": 0, "pgd": 0}
+
+    def my_loss(model, x_f, y_f, margin):
+        calls["loss"] += 1
+        return R.bounded_ascent_loss(model, x_f, y_f, margin)
+
+    def my_step(x, delta, grad, eps, alpha):
+        calls["pgd"] += 1
+        return R.pgd_step(x, delta, grad, eps, alpha)
+
+    a, b = small_model(), small_model()
+    R.forget(a, pairs.select("haze"), pairs.select(["noise", "rain"]), "bounded_ga", steps=2, batch_size=4)
+    R.forget(b, pairs.select("haze"), pairs.select(["noise", "rain"]), "bounded_ga", steps=2, batch_size=4,
+             bounded_loss_fn=my_loss, pgd_step_fn=my_step)
+    assert calls == {"loss": 2, "pgd": 2}
+    assert all(torch.allclose(p, q) for p, q in zip(a.parameters(), b.parameters()))   # the same method
+
+
+def test_forget_stops_before_applying_a_non_finite_loss(pairs):
+    m = small_model()
+    before = [p.detach().clone() for p in m.parameters()]
+
+    def nan_loss(model, x_f, y_f, margin):
+        return model(x_f).sum() * float("nan")
+
+    with pytest.warns(UserWarning, match="stopping before this step is applied"):
+        out = R.forget(m, pairs.select("haze"), pairs.select(["noise", "rain"]), "bounded_ga", steps=3,
+                       batch_size=4, bounded_loss_fn=nan_loss)
+    assert len(out["losses"]) == 1
+    assert all(torch.equal(p, q) for p, q in zip(before, m.parameters()))

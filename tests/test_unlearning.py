@@ -159,3 +159,59 @@ def test_stage1_and_stage2_run_and_leave_inputs_unchanged():
         unlearning.adapt_to_negatives(G, D, data[:1], k=1, steps=1, lam=0.0, desc=None)
     with pytest.raises(tl.TutorialError):
         unlearning.adapt_to_negatives(G, D, data, k=0, steps=1, lam=0.0, desc=None)
+
+
+def test_stage2_runs_the_readers_distance_and_repulsion():
+    G, D = small_gan()
+    data = torch.rand(20, 1, 8, 8)
+    s1 = unlearning.adapt_to_negatives(G, D, data, k=2, steps=2, lam=1.0, batch_size=4, seed=0, desc=None)
+    calls = {"d": 0, "rep": 0}
+
+    def my_distance(generator, references, scale=1.0):
+        calls["d"] += 1
+        return unlearning.param_distance(generator, references, scale)
+
+    def my_repulsion(kind, d, alpha=1.0):
+        calls["rep"] += 1
+        return unlearning.repulsion_loss(kind, d, alpha)
+
+    base = unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=3, batch_size=4, desc=None)
+    mine = unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=3, batch_size=4, desc=None,
+                              distance_fn=my_distance, repulsion_fn=my_repulsion)
+    assert calls["d"] >= 3 and calls["rep"] >= 3
+    for (name, p), q in zip(base["G"].named_parameters(), mine["G"].parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name    # the same method, computed by the reader's functions
+
+
+def test_split_generated_positive_fallback_and_bad_counts(capsys):
+    G, _ = small_gan()
+    clf = BySoftBrightness()
+    neg, pos = unlearning.split_generated(G, clf, 8, n=200, seed=0, positive_max_prob=1e-9, min_positives=50)
+    assert len(pos) == 50 and "lowest probability" in capsys.readouterr().out
+    with pytest.raises(tl.TutorialError, match="min_negatives"):
+        unlearning.split_generated(G, clf, 8, n=10, seed=0, min_negatives=11)
+    with pytest.raises(tl.TutorialError, match="min_positives"):
+        unlearning.split_generated(G, clf, 8, n=10, seed=0, min_negatives=5, min_positives=6)
+
+
+def test_stages_refuse_empty_inputs_and_zero_steps():
+    G, D = small_gan()
+    data = torch.rand(20, 1, 8, 8)
+    with pytest.raises(tl.TutorialError, match="steps must be >= 1"):
+        unlearning.adapt_to_negatives(G, D, data, k=1, steps=0, lam=0.0, desc=None)
+    s1 = unlearning.adapt_to_negatives(G, D, data, k=1, steps=1, lam=0.0, desc=None)
+    with pytest.raises(tl.TutorialError, match="positive samples"):
+        unlearning.unlearn(G, D, data[:0], s1["states"], kind="NL2", gamma=1.0, steps=1, desc=None)
+    with pytest.raises(tl.TutorialError, match="steps must be >= 1"):
+        unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=0, desc=None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: checks that every tensor of both "
+                                                          "stages follows the training device when G stays on the CPU")
+def test_stages_train_on_cuda_with_the_generator_on_the_cpu():
+    G, D = small_gan()
+    data = torch.rand(20, 1, 8, 8)
+    s1 = unlearning.adapt_to_negatives(G, D, data, k=1, steps=2, lam=1.0, desc=None, device="cuda")
+    out = unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=2, desc=None, device="cuda",
+                             ewc=(s1["fisher"], 1.0))
+    assert next(out["G"].parameters()).device.type == "cuda" and next(G.parameters()).device.type == "cpu"

@@ -25,6 +25,7 @@ from .errors import (  # noqa: E402
     ProfileError,
     TutorialError,
 )
+from .checkpoints import set_retrain  # noqa: E402
 from .profiles import ProfileSet, Config, PROFILE_NAMES, default_profile  # noqa: E402
 from .runtime import (  # noqa: E402
     pick_device,
@@ -53,4 +54,5 @@ __all__ = [
     "progress",
     "environment_report",
     "require_version",
+    "set_retrain",
 ]

@@ -5,7 +5,14 @@
   extras (training wall time, metrics), in one file written atomically (a temporary file in the
   same folder, flushed, then renamed: an interrupt never leaves a half-written checkpoint).
 * How it is read: ``torch.load(..., weights_only=True)``; a file that fails to load is reported as
-  corrupt; a file whose stored config differs from the requested one is never reused.
+  corrupt; a file whose stored config differs from the requested one is never reused. Loading is
+  all or nothing: every module is checked before any is touched.
+* What keys it: the configuration, **the code that trains** (the compiled body of the training
+  function and of every function and class of this library or of the notebook that it reaches, see
+  :func:`code_fingerprint`) and the library version. Edit a training function and the next run
+  trains a new model instead of returning the old one.
+* ``RETRAIN``: :func:`set_retrain` (the notebooks' ``RETRAIN`` parameter) or the environment
+  variable ``TUTORIAL_RETRAIN=1`` ignores the cache: every model is trained again and re-saved.
 
 The pattern "load if present and matching, else train, then save" is :func:`load_or_train`.
 """
@@ -13,10 +20,14 @@ The pattern "load if present and matching, else train, then save" is :func:`load
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
+import sys
+import sysconfig
 import tempfile
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +40,22 @@ from .errors import CheckpointError
 
 FORMAT = "tutorial_lib.checkpoint/1"
 ENV_VAR = "TUTORIAL_CACHE"
+RETRAIN_ENV_VAR = "TUTORIAL_RETRAIN"
+_retrain = False
+
+
+def set_retrain(flag: bool) -> bool:
+    """Ignore (``True``) or use (``False``) the cache from now on; returns the effective setting.
+
+    The environment variable ``TUTORIAL_RETRAIN=1`` forces retraining whatever the flag."""
+    global _retrain
+    _retrain = bool(flag)
+    return retrain_requested()
+
+
+def retrain_requested() -> bool:
+    """Whether :func:`load_or_train` ignores the cache (``set_retrain(True)`` or ``TUTORIAL_RETRAIN=1``)."""
+    return _retrain or os.environ.get(RETRAIN_ENV_VAR, "").strip().lower() in ("1", "true", "yes")
 
 
 def cache_dir() -> Path:
@@ -65,6 +92,149 @@ def config_key(config: Mapping[str, Any]) -> str:
 def checkpoint_path(name: str, config: Mapping[str, Any]) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return cache_dir() / f"{safe}-{config_key(config)}.pt"
+
+
+# ---------------------------------------------------------------------------------------------
+# What code made a model
+# ---------------------------------------------------------------------------------------------
+
+_INSTALLED = tuple(os.path.realpath(p) for p in {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
+
+
+def _is_own_code(module_name: str | None) -> bool:
+    """Code that can change between two runs: this library, a notebook (``__main__``), or a module
+    of the reader's own (not the standard library, not an installed third-party package)."""
+    if not module_name:
+        return False
+    if module_name == "__main__" or module_name == "tutorial_lib" or module_name.startswith("tutorial_lib."):
+        return True
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False  # built-in or namespace module
+    return not os.path.realpath(path).startswith(_INSTALLED)
+
+
+def _canonical_code(code: types.CodeType) -> list:
+    """A code object's instructions, names and constants (nested code objects included), without
+    its file name and line numbers: it changes when the body changes (comments aside), not when
+    the code moves."""
+    consts = [_canonical_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return [code.co_code.hex(), list(code.co_names), list(code.co_varnames), consts]
+
+
+def _fingerprint_text(obj: Any) -> str:
+    """What identifies a function or class: for a function, the code that actually runs (its
+    instructions, names and constants, not the file on disk, which may have been edited since the
+    module was imported); for a class, its bases and plain attributes (its methods are followed
+    one by one)."""
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return json.dumps(_canonical_code(code))
+    plain = {k: repr(v) for k, v in vars(obj).items()
+             if isinstance(v, (int, float, str, bytes, tuple, frozenset, bool, type(None))) and k != "__module__"}
+    return json.dumps({"bases": [f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__],
+                       "members": sorted(vars(obj)), "values": plain}, sort_keys=True)
+
+
+def _code_objects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _imported(code: types.CodeType, package: str | None) -> list[Any]:
+    """What ``import x`` / ``from .x import y`` statements inside a function body bring in."""
+    import dis
+    import importlib
+
+    found, consts, module = [], [], None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "LOAD_CONST":
+            consts = (consts + [ins.argval])[-2:]
+        elif ins.opname == "IMPORT_NAME":
+            level = consts[0] if len(consts) == 2 and isinstance(consts[0], int) else 0
+            try:
+                module = importlib.import_module(("." * level) + ins.argval, package if level else None)
+            except (ImportError, TypeError, ValueError):
+                module = None
+            if module is not None:
+                found.append(module)
+        elif ins.opname == "IMPORT_FROM" and module is not None and hasattr(module, ins.argval):
+            found.append(getattr(module, ins.argval))
+    return found
+
+
+def code_fingerprint(*objects: Any) -> tuple[str, list[str]]:
+    """A hash of the code of ``objects`` and of everything of the reader's own that they reach.
+
+    Starting from functions, lambdas, bound methods, classes or modules (``nn.Module`` instances
+    count as their class), it follows the names each function's code uses (globals, attributes of
+    modules it uses, closure variables) and every method of each class, into this library, the
+    notebook and the reader's own modules; the standard library and installed packages are not
+    followed (their version is part of the environment, not of the experiment). Returns
+    ``(sha256 hex digest, sorted names of what was hashed)``.
+    """
+    seen: dict[str, str] = {}
+    visited: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, (types.MethodType,)):
+            visit(obj.__func__)
+            visit(type(obj.__self__))
+            return
+        if isinstance(obj, (staticmethod, classmethod)):
+            visit(obj.__func__)
+            return
+        if isinstance(obj, property):
+            for f in (obj.fget, obj.fset):
+                if f is not None:
+                    visit(f)
+            return
+        if isinstance(obj, nn.Module):
+            visit(type(obj))
+            return
+        if id(obj) in visited:
+            return
+        if isinstance(obj, types.FunctionType):
+            if not _is_own_code(obj.__module__):
+                return
+            visited.add(id(obj))
+            seen[f"{obj.__module__}.{obj.__qualname__}"] = _fingerprint_text(obj)
+            namespace = obj.__globals__
+            cells = dict(zip(obj.__code__.co_freevars, obj.__closure__ or ()))
+            for code in _code_objects(obj.__code__):
+                names = set(code.co_names)
+                targets = list(_imported(code, namespace.get("__package__")))
+                for name in code.co_freevars:
+                    try:
+                        targets.append(cells[name].cell_contents)
+                    except (KeyError, ValueError):  # a name of an inner function, or an empty cell
+                        pass
+                targets += [namespace[name] for name in names if name in namespace]
+                for target in targets:
+                    if isinstance(target, types.ModuleType):
+                        if _is_own_code(target.__name__):  # module.attr: follow the attributes used
+                            for attr in names & set(vars(target)):
+                                visit(vars(target)[attr])
+                    else:
+                        visit(target)
+            return
+        if isinstance(obj, type):
+            if not _is_own_code(obj.__module__):
+                return
+            visited.add(id(obj))
+            seen[f"{obj.__module__}.{obj.__qualname__}"] = _fingerprint_text(obj)
+            for base in obj.__bases__:
+                visit(base)
+            for member in vars(obj).values():
+                visit(member)
+
+    for obj in objects:
+        visit(obj)
+    text = json.dumps(seen, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest(), sorted(seen)
 
 
 def _state_of(modules: nn.Module | Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
@@ -133,7 +303,12 @@ def read_checkpoint(path: str | os.PathLike, config: Mapping[str, Any] | None = 
 
 def load_into(modules: nn.Module | Mapping[str, nn.Module], payload: Mapping[str, Any],
               source: str = "checkpoint") -> None:
-    """Load a checkpoint payload's state dicts into ``modules``, with a clear error on mismatch."""
+    """Load a checkpoint payload's state dicts into ``modules``, all or nothing.
+
+    Every module is checked against the stored weights (names and shapes) before any is loaded; if
+    loading still fails half-way, the modules already loaded are put back as they were. So a
+    :class:`CheckpointError` always leaves every module untouched.
+    """
     if isinstance(modules, nn.Module):
         modules = {"model": modules}
     state = payload["state"]
@@ -147,10 +322,22 @@ def load_into(modules: nn.Module | Mapping[str, nn.Module], payload: Mapping[str
         problems += [f"unexpected {k}" for k in theirs if k not in own]
         problems += [f"{k}: stored {tuple(theirs[k].shape)} vs model {tuple(v.shape)}"
                      for k, v in own.items() if k in theirs and tuple(theirs[k].shape) != tuple(v.shape)]
+        problems += [f"{k}: stored {theirs[k].dtype} vs model {v.dtype}"
+                     for k, v in own.items() if k in theirs and theirs[k].dtype != v.dtype]
         if problems:
             shown = "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")
             raise CheckpointError(f"The {source} does not fit module {key!r}: {shown}")
-        module.load_state_dict(theirs)
+    backups = {key: {k: v.detach().clone() for k, v in m.state_dict().items()} for key, m in modules.items()}
+    done = []
+    try:
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+            done.append(key)
+    except (RuntimeError, TypeError, ValueError) as err:
+        for key in done:
+            modules[key].load_state_dict(backups[key])
+        raise CheckpointError(f"The {source} could not be loaded into module {key!r} "
+                              f"({str(err).splitlines()[0][:200]}); no module was changed.") from None
 
 
 @dataclass
@@ -161,40 +348,72 @@ class CacheResult:
     path: Path
     train_seconds: float
     extra: dict = field(default_factory=dict)
+    code: list = field(default_factory=list)
 
     def __str__(self) -> str:
         verb = "loaded from cache" if self.status == "loaded" else "trained and cached"
         return f"{self.path.name}: {verb} (training took {self.train_seconds:.1f} s)"
 
 
+def cache_key(config: Mapping[str, Any], train: Callable | None = None,
+              modules: nn.Module | Mapping[str, nn.Module] | None = None,
+              code: tuple | list = ()) -> tuple[dict[str, Any], list[str]]:
+    """The full key of a cached result: ``config`` plus the fingerprint of the code that makes it.
+
+    Returns ``(key, names)``: ``key`` is ``config`` with ``_code`` (the hash of ``train``, of the
+    modules' classes and of the extra ``code`` objects, see :func:`code_fingerprint`) and
+    ``_library`` (the version) added; ``names`` lists what the hash covers.
+    """
+    from . import __version__
+
+    if isinstance(modules, nn.Module):
+        modules = {"model": modules}
+    roots = [train] if train is not None else []
+    roots += [type(m) for m in (modules or {}).values()]
+    roots += list(code)
+    digest, names = code_fingerprint(*roots)
+    return {**_plain(config), "_code": digest[:16], "_library": __version__}, names
+
+
 def load_or_train(name: str, config: Mapping[str, Any],
                   modules: nn.Module | Mapping[str, nn.Module],
                   train: Callable[[], Mapping[str, Any] | None], *,
+                  code: tuple | list = (), retrain: bool | None = None,
                   verbose: bool = True) -> CacheResult:
-    """Load ``modules`` from the cache if a checkpoint made with ``config`` exists, else train and save.
+    """Load ``modules`` from the cache if this config *and this code* made them, else train and save.
 
     ``train()`` trains ``modules`` in place and may return a dict of JSON-able extras (metrics,
     losses) that are stored with the weights and returned on later loads. The training wall time
     is measured here and stored too, so a notebook can report it even when it loads from cache.
-    A corrupt or mismatched file is reported and rebuilt, never silently loaded.
+
+    The cache key (:func:`cache_key`) is ``config`` plus a hash of the code of ``train``, of
+    everything of this library or the notebook that it reaches, of the modules' classes and of
+    ``code`` (extra functions that matter but that ``train`` does not call, e.g. the one that
+    builds the initial weights). ``retrain=True`` (default: :func:`retrain_requested`) ignores the
+    cache. A corrupt or mismatched file is reported and the model is trained from its initial
+    weights, never from a half-loaded state.
     """
-    path = checkpoint_path(name, config)
-    if path.exists():
+    key, names = cache_key(config, train, modules, code)
+    path = checkpoint_path(name, key)
+    retrain = retrain_requested() if retrain is None else bool(retrain)
+    if path.exists() and not retrain:
         try:
-            payload = read_checkpoint(path, config)
+            payload = read_checkpoint(path, key)
             load_into(modules, payload, source=f"cached checkpoint {path.name}")
             extra = dict(payload.get("extra", {}))
-            result = CacheResult("loaded", path, float(extra.pop("train_seconds", 0.0)), extra)
+            result = CacheResult("loaded", path, float(extra.pop("train_seconds", 0.0)), extra, names)
             if verbose:
                 print(result)
             return result
         except CheckpointError as err:
             warnings.warn(f"{err} Rebuilding it.", stacklevel=2)
+    if verbose and retrain and path.exists():
+        print(f"{path.name}: retraining (the cache is ignored: RETRAIN; the cached file is replaced)")
     start = time.perf_counter()
     extra = dict(train() or {})
     seconds = time.perf_counter() - start
-    save_checkpoint(path, modules, config, {**extra, "train_seconds": seconds})
-    result = CacheResult("trained", path, seconds, extra)
+    save_checkpoint(path, modules, key, {**extra, "train_seconds": seconds})
+    result = CacheResult("trained", path, seconds, extra, names)
     if verbose:
         print(result)
     return result

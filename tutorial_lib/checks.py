@@ -8,6 +8,12 @@ a ``NotImplementedError`` from an unfinished exercise is reported as "not implem
     checks.check_function("NL2 repulsion", my_nl2, reference_nl2, cases, hint="...")
 
 Every check returns a :class:`CheckResult` (truthy when it passed) so tests can assert on it.
+
+After a check, :meth:`CheckResult.choose` hands the experiment that follows the reader's function
+when it passed, and the library's otherwise, and says which one runs::
+
+    result = checks.check_function("Fisher diagonal", my_fisher, reference, cases)
+    fisher_fn = result.choose(my_fisher, gan.fisher_diagonal)
 """
 
 from __future__ import annotations
@@ -33,6 +39,38 @@ class CheckResult:
 
     def __str__(self) -> str:
         return self.message
+
+    def choose(self, mine: Callable, library: Callable, verbose: bool = True,
+               names: tuple[str, str] | None = None) -> Callable:
+        """The function the experiment below should run: ``mine`` if this check passed, else ``library``.
+
+        Whichever it is, it says so, so that a reader knows whose code produced the numbers (and,
+        since the checkpoint cache is keyed by the code that trains, a model trained with the
+        reader's function is cached apart from the library's). ``names`` labels the two functions in
+        that message when their own names would not say much (lambdas, wrappers)."""
+        chosen = mine if self.passed else library
+        mine_name, library_name = (f"`{n}`" for n in names) if names else (_name(mine), _name(library))
+        if verbose:
+            if self.passed:
+                print(f"-> The experiment below runs YOUR {mine_name} (its check passed).")
+            else:
+                print(f"-> Your {mine_name} has not passed its check yet: the experiment below runs the "
+                      f"library's {library_name} instead. Fix it, re-run the check, and the experiment uses yours.")
+        return chosen
+
+
+def combine(name: str, results: Sequence[CheckResult]) -> CheckResult:
+    """One result for several checks of one exercise: it passed when every one of them did."""
+    passed = bool(results) and all(r.passed for r in results)
+    return CheckResult(name, passed, "; ".join(r.message for r in results), [d for r in results for d in r.details])
+
+
+def _name(fn: Callable) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    module = getattr(fn, "__module__", "") or ""
+    if module.startswith("tutorial_lib."):
+        return f"`{module.removeprefix('tutorial_lib.')}.{name}`"
+    return f"`{name}`"
 
 
 def _clone(value: Any, requires_grad: bool) -> Any:

@@ -2,6 +2,8 @@
 
 * :func:`load_digits` - scikit-learn's handwritten digits (1,797 images of 8x8, 10 classes),
   optionally upsampled, filtered by class, split deterministically into train and test.
+* :func:`load_training_digits` - what notebooks 01 and 02 train on: MNIST when asked for and
+  fetched (:mod:`tutorial_lib.public_data`), else the embedded digits, saying so.
 * :func:`load_photos` / :func:`photo_patches` - natural photographs bundled with scikit-image and
   scikit-learn, split into train and test *by source image* (no test patch shares a photo with a
   training patch).
@@ -11,7 +13,7 @@ Every loader returns tensors in [0, 1] and has a ``describe()`` summary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -24,7 +26,8 @@ from .errors import InputShapeError, TutorialError
 # --------------------------------------------------------------------------------------- digits
 @dataclass
 class DigitsData:
-    """Digit images ``x`` (N, 1, H, W) in [0, 1] and labels ``y`` (N,), for train and test."""
+    """Digit images ``x`` (N, 1, H, W) in [0, 1] and labels ``y`` (N,), for train, test and (when
+    asked for with ``val_fraction``) validation."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -33,13 +36,17 @@ class DigitsData:
     size: int
     classes: tuple[int, ...]
     source: str = "scikit-learn digits (UCI ML hand-written digits, 8x8, 16 grey levels)"
+    x_val: torch.Tensor = field(default_factory=lambda: torch.empty(0, 1, 8, 8))
+    y_val: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
 
     def describe(self) -> str:
-        counts = torch.bincount(torch.cat([self.y_train, self.y_test]), minlength=10)
+        counts = torch.bincount(torch.cat([self.y_train, self.y_val, self.y_test]), minlength=10)
         per_class = ", ".join(f"{c}:{int(counts[c])}" for c in self.classes)
+        sizes = (f"  train / test {len(self.y_train)} / {len(self.y_test)} images\n" if not len(self.y_val) else
+                 f"  train / val / test {len(self.y_train)} / {len(self.y_val)} / {len(self.y_test)} images\n")
         text = (f"{self.source}\n"
                 f"  image size   {self.size}x{self.size} (1 channel, values in [0, 1])\n"
-                f"  train / test {len(self.y_train)} / {len(self.y_test)} images\n"
+                + sizes +
                 f"  classes      {list(self.classes)}\n"
                 f"  per class    {per_class}")
         return text
@@ -61,12 +68,14 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tu
 
 
 def load_digits(size: int = 8, classes: Iterable[int] | None = None, exclude: Iterable[int] = (),
-                test_fraction: float = 0.25, split_seed: int = 0) -> DigitsData:
+                test_fraction: float = 0.25, split_seed: int = 0, val_fraction: float = 0.0) -> DigitsData:
     """The embedded handwritten digits.
 
     ``size`` upsamples the 8x8 images bilinearly (8, 16, 28 or 32 are typical). ``classes`` keeps
     only those digits, ``exclude`` drops some. The train/test split is stratified and depends only
-    on ``split_seed``, so it is the same in every notebook.
+    on ``split_seed``, so it is the same in every notebook. ``val_fraction`` > 0 moves that
+    fraction of the *training* images (stratified) into a validation split, for choosing settings;
+    the test split is the same with or without it.
     """
     from sklearn.datasets import load_digits as _sk_digits
 
@@ -74,6 +83,8 @@ def load_digits(size: int = 8, classes: Iterable[int] | None = None, exclude: It
         raise TutorialError(f"size must be an integer >= 8 (the native resolution), got {size!r}.")
     if not 0.0 < test_fraction < 1.0:
         raise TutorialError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
+    if not 0.0 <= val_fraction < 1.0:
+        raise TutorialError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
     bunch = _sk_digits()
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)
@@ -85,6 +96,10 @@ def load_digits(size: int = 8, classes: Iterable[int] | None = None, exclude: It
     if not keep:
         raise TutorialError("No digit class left after filtering.")
     train_idx, test_idx = _stratified_split(labels, test_fraction, split_seed)
+    val_idx = np.array([], dtype=np.int64)
+    if val_fraction > 0:
+        inner_train, inner_val = _stratified_split(labels[train_idx], val_fraction, split_seed + 1)
+        train_idx, val_idx = train_idx[inner_train], train_idx[inner_val]
 
     def pack(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         idx = idx[np.isin(labels[idx], sorted(keep))]
@@ -95,7 +110,60 @@ def load_digits(size: int = 8, classes: Iterable[int] | None = None, exclude: It
 
     x_tr, y_tr = pack(train_idx)
     x_te, y_te = pack(test_idx)
-    return DigitsData(x_tr, y_tr, x_te, y_te, size, tuple(sorted(keep)))
+    x_va, y_va = pack(val_idx)
+    return DigitsData(x_tr, y_tr, x_te, y_te, size, tuple(sorted(keep)), x_val=x_va, y_val=y_va)
+
+
+# The digit data sets a notebook can train on: "digits" (embedded, offline) or "mnist" (fetched
+# once with data_scripts/fetch_mnist.py; the embedded digits stand in when it is absent).
+TRAINING_DATASETS = ("digits", "mnist")
+
+
+def training_dataset(dataset: str, size: int = 28, root=None, verbose: bool = True) -> str:
+    """The data set that :func:`load_training_digits` loads for ``dataset``: "mnist" only when its
+    files are on disk, else "digits" (with a one-line message when ``verbose``).
+
+    Models cached for a data set use this, not the requested name, in their configuration, so a
+    model trained on the stand-in digits is never taken for an MNIST model.
+    """
+    from . import public_data
+
+    if dataset not in TRAINING_DATASETS:
+        raise TutorialError(f"Unknown dataset {dataset!r}; choose one of {', '.join(map(repr, TRAINING_DATASETS))}.")
+    if dataset == "mnist" and not public_data.mnist_available(root):
+        if verbose:
+            scale = f"upsampled to {size}×{size}" if size != 8 else "at 8×8"
+            print(f"MNIST not found in {public_data.mnist_dir(root)}: using the embedded digits {scale}; "
+                  f"fetch it with {public_data.FETCH_MNIST}")
+        return "digits"
+    return dataset
+
+
+def load_training_digits(dataset: str, size: int, exclude: Iterable[int] = (), classes: Iterable[int] | None = None,
+                         root=None, verbose: bool = True) -> DigitsData:
+    """The digits a notebook trains and evaluates on: MNIST at ``size`` when ``dataset == "mnist"``
+    and its files are present (see :func:`tutorial_lib.public_data.load_mnist`), else the embedded
+    digits upsampled to ``size`` (:func:`load_digits`; a one-line message says so). ``classes`` and
+    ``exclude`` filter the digit classes of both splits as in :func:`load_digits`.
+    """
+    if training_dataset(dataset, size, root, verbose) == "digits":
+        return load_digits(size=size, classes=classes, exclude=exclude)
+    from .public_data import load_mnist
+
+    keep = set(range(10)) if classes is None else {int(c) for c in classes}
+    bad = sorted(c for c in keep | {int(c) for c in exclude} if c not in range(10))
+    if bad:
+        raise TutorialError(f"Digit classes are 0-9; got {bad}.")
+    keep -= {int(c) for c in exclude}
+    if not keep:
+        raise TutorialError("No digit class left after filtering.")
+    mnist = load_mnist(root, size=size)
+    if keep == set(range(10)):
+        return mnist
+    chosen = torch.tensor(sorted(keep))
+    tr, te = torch.isin(mnist.y_train, chosen), torch.isin(mnist.y_test, chosen)
+    return DigitsData(mnist.x_train[tr], mnist.y_train[tr], mnist.x_test[te], mnist.y_test[te], size,
+                      tuple(sorted(keep)), source=mnist.source, x_val=mnist.x_val, y_val=mnist.y_val)
 
 
 # --------------------------------------------------------------------------------------- photos
@@ -121,7 +189,8 @@ def _sklearn(name: str):
     return load
 
 
-# Natural colour photographs that ship inside scikit-image and scikit-learn (no download).
+# Photographs that ship inside scikit-image and scikit-learn (no download). Most are in colour;
+# the grey ones (camera, coins, grass, gravel) are returned with three equal channels.
 PHOTO_SOURCES = {
     "astronaut": ("scikit-image", _skimage("astronaut")),
     "chelsea": ("scikit-image", _skimage("chelsea")),
@@ -130,15 +199,23 @@ PHOTO_SOURCES = {
     "china": ("scikit-learn", _sklearn("china.jpg")),
     "coffee": ("scikit-image", _skimage("coffee")),
     "flower": ("scikit-learn", _sklearn("flower.jpg")),
+    "immunohistochemistry": ("scikit-image", _skimage("immunohistochemistry")),
+    "camera": ("scikit-image, grey", _skimage("camera")),
+    "coins": ("scikit-image, grey", _skimage("coins")),
+    "grass": ("scikit-image, grey", _skimage("grass")),
+    "gravel": ("scikit-image, grey", _skimage("gravel")),
 }
 
-# The split is by source image: a test patch never shares a photograph with a training patch.
+# The split is by source image: a test patch never shares a photograph with a training or a
+# validation patch. Settings are chosen on "val"; "test" is for the final evaluation only.
 # Notebooks that need two disjoint training sets (clean vs noisy, RAW vs target camera) use
-# "train_a" and "train_b", which partition "train".
+# "train_a" and "train_b", which partition "train". "val_colour" is the colour part of "val".
 PHOTO_SPLITS = {
     "train": ("astronaut", "chelsea", "rocket", "motorcycle", "china"),
     "train_a": ("astronaut", "rocket", "china"),
     "train_b": ("chelsea", "motorcycle"),
+    "val": ("immunohistochemistry", "camera", "coins", "grass", "gravel"),
+    "val_colour": ("immunohistochemistry",),
     "test": ("coffee", "flower"),
 }
 
@@ -157,7 +234,9 @@ def load_photos(names: Sequence[str] | str = "train") -> dict[str, torch.Tensor]
     out = {}
     for name in names:
         array = np.asarray(PHOTO_SOURCES[name][1](), dtype=np.float32) / 255.0
-        out[name] = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        if array.ndim == 2:  # a grey photograph: three equal channels
+            array = np.repeat(array[:, :, None], 3, axis=2)
+        out[name] = torch.from_numpy(array[:, :, :3]).permute(2, 0, 1).contiguous()
     return out
 
 
@@ -230,9 +309,22 @@ def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
     return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
+def model_dtype(model) -> torch.dtype | None:
+    """The floating dtype of a module's first floating parameter (``None`` without one)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
 def check_images(x: torch.Tensor, channels: int | Sequence[int] | None = None, name: str = "x",
-                 ndim: int = 4) -> torch.Tensor:
-    """Validate an image batch (N, C, H, W): clear :class:`InputShapeError` instead of a torch traceback."""
+                 ndim: int = 4, like=None) -> torch.Tensor:
+    """Validate an image batch (N, C, H, W): clear :class:`InputShapeError` instead of a torch traceback.
+
+    ``like`` (a module): ``x`` must have the dtype of its weights (a float64 or half batch for a
+    float32 network fails deep inside a convolution otherwise). Devices are not checked here: the
+    library's inference functions move their inputs to the model's device themselves.
+    """
     if not isinstance(x, torch.Tensor):
         raise InputShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     if x.ndim != ndim:
@@ -245,4 +337,9 @@ def check_images(x: torch.Tensor, channels: int | Sequence[int] | None = None, n
                                   f"got shape {tuple(x.shape)}.")
     if not torch.is_floating_point(x):
         raise InputShapeError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}.")
+    if like is not None:
+        want = model_dtype(like)
+        if want is not None and x.dtype != want:
+            raise InputShapeError(f"{name} has dtype {x.dtype}, but the model's weights are {want}: convert the "
+                                  f"input first ({name}.to({want})) or the model ({type(like).__name__}.to({x.dtype})).")
     return x

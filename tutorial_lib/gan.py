@@ -13,7 +13,8 @@
 * The toy: :func:`eight_gaussians`, :func:`mode_stats`.
 * Digits: :func:`digits_gan_config`, :func:`classifier_config`, :func:`pretrained_digits_gan`,
   :func:`pretrained_classifier` (cached through :func:`tutorial_lib.checkpoints.load_or_train`, so
-  notebook 02 loads what notebook 01 trained), :func:`sample_images`, :func:`class_share`.
+  notebook 02 loads what notebook 01 trained; trained on the embedded digits, or on MNIST at ``gpu``
+  when it has been fetched), :func:`sample_images`, :func:`class_share`.
 
 The unlearning half (repulsion losses, PUL, stage 1 and stage 2) is in :mod:`tutorial_lib.unlearning`.
 """
@@ -91,7 +92,13 @@ def latents(n: int, z_dim: int, seed: int, device: torch.device | str = "cpu") -
 
 @torch.no_grad()
 def sample(G: Generator, z: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """G(z) in eval mode, in batches, returned on the CPU."""
+    """G(z) in eval mode, in batches, returned on the CPU (``z`` moves to G's device)."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != G.z_dim:
+        raise InputShapeError(f"z must be a (N, {G.z_dim}) tensor of latents, got "
+                              f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}.")
+    if z.dtype != next(G.parameters()).dtype:
+        raise InputShapeError(f"z has dtype {z.dtype}, but the generator's weights are "
+                              f"{next(G.parameters()).dtype}: convert it first (z.float()).")
     was = G.training
     G.eval()
     device = next(G.parameters()).device
@@ -367,28 +374,39 @@ def mode_stats(points: torch.Tensor, negative: Iterable[int], n_modes: int = 8, 
 
 
 # --------------------------------------------------------------------------- digits: configs
-def _get(cfg: Any, key: str) -> Any:
-    return cfg[key] if isinstance(cfg, Mapping) else getattr(cfg, key)
+_REQUIRED = object()
+
+
+def _get(cfg: Any, key: str, default: Any = _REQUIRED) -> Any:
+    try:
+        return cfg[key] if isinstance(cfg, Mapping) else getattr(cfg, key)
+    except (KeyError, AttributeError):
+        if default is _REQUIRED:
+            raise
+        return default
 
 
 # The settings of the pre-trained digits GAN and classifier for each profile. Notebooks 01 and 02
-# both build their profiles from these, so that they share (and cache) the same models.
+# both build their profiles from these, so that they share (and cache) the same models. ``dataset``
+# is what they train on (tutorial_lib.data.load_training_digits): at gpu, MNIST when it has been
+# fetched, else the embedded digits upsampled to 28x28.
 DIGITS_GAN_PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": dict(digit_size=8, classifier_epochs=3, z_dim=32, g_hidden=[128, 256], d_hidden=[256, 128],
-                  gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
-    "laptop": dict(digit_size=8, classifier_epochs=40, z_dim=32, g_hidden=[128, 256], d_hidden=[256, 128],
-                   gan_steps=16000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
-    "gpu": dict(digit_size=16, classifier_epochs=60, z_dim=64, g_hidden=[256, 512], d_hidden=[512, 256],
-                gan_steps=20000, gan_batch=128, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+    "smoke": dict(dataset="digits", digit_size=8, classifier_epochs=3, z_dim=32, g_hidden=[128, 256],
+                  d_hidden=[256, 128], gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+    "laptop": dict(dataset="digits", digit_size=8, classifier_epochs=40, z_dim=32, g_hidden=[128, 256],
+                   d_hidden=[256, 128], gan_steps=16000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+    "gpu": dict(dataset="mnist", digit_size=28, classifier_epochs=60, z_dim=64, g_hidden=[256, 512],
+                d_hidden=[512, 256], gan_steps=20000, gan_batch=128, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
 }
 
 
 def digits_gan_config(profile_cfg: Any, seed: int) -> dict:
     """The configuration of the pre-trained digits GAN (shared by notebooks 01 and 02, so they share
     the cached checkpoint). ``profile_cfg`` needs digit_size, z_dim, g_hidden, d_hidden, gan_steps,
-    gan_batch, gan_lr, gan_ema, gan_r1."""
+    gan_batch, gan_lr, gan_ema, gan_r1, and may give dataset ("digits", the default, or "mnist")."""
     return {
-        "model": "mlp_gan", "size": int(_get(profile_cfg, "digit_size")), "z_dim": int(_get(profile_cfg, "z_dim")),
+        "model": "mlp_gan", "dataset": str(_get(profile_cfg, "dataset", "digits")),
+        "size": int(_get(profile_cfg, "digit_size")), "z_dim": int(_get(profile_cfg, "z_dim")),
         "g_hidden": list(_get(profile_cfg, "g_hidden")), "d_hidden": list(_get(profile_cfg, "d_hidden")),
         "steps": int(_get(profile_cfg, "gan_steps")), "batch": int(_get(profile_cfg, "gan_batch")),
         "lr": float(_get(profile_cfg, "gan_lr")), "loss": "non-saturating", "betas": [0.5, 0.999],
@@ -397,9 +415,11 @@ def digits_gan_config(profile_cfg: Any, seed: int) -> dict:
     }
 
 
-def classifier_config(size: int, epochs: int, seed: int) -> dict:
-    """The digit classifier's cache config (the same as notebook 00's, so the file is shared)."""
-    return {"model": "DigitClassifier", "size": int(size), "epochs": int(epochs), "seed": int(seed)}
+def classifier_config(size: int, epochs: int, seed: int, dataset: str = "digits") -> dict:
+    """The digit classifier's cache config (on the embedded digits the same as notebook 00's, so
+    the file is shared). ``dataset`` is the data set it is trained on ("digits" or "mnist")."""
+    return {"model": "DigitClassifier", "dataset": str(dataset), "size": int(size), "epochs": int(epochs),
+            "seed": int(seed)}
 
 
 def build_gan(config: Mapping[str, Any]) -> tuple[Generator, Discriminator]:
@@ -412,38 +432,47 @@ def build_gan(config: Mapping[str, Any]) -> tuple[Generator, Discriminator]:
 
 def pretrained_digits_gan(config: Mapping[str, Any], device: torch.device | str = "cpu", name: str = "digits_gan",
                           verbose: bool = True):
-    """Load the digits GAN of ``config`` from the cache, or train it on the embedded digits (minus
-    ``config['exclude']``) and cache it. Returns (G, D, CacheResult)."""
-    from . import checkpoints
-    from .data import load_digits
+    """Load the digits GAN of ``config`` from the cache, or train it on ``config['dataset']`` (minus
+    ``config['exclude']``; see :func:`tutorial_lib.data.load_training_digits`) and cache it.
 
+    The cached configuration names the data actually used: "mnist" falls back to "digits" (with a
+    message when ``verbose``) when MNIST is not on disk. Returns (G, D, CacheResult).
+    """
+    from . import checkpoints
+    from .data import load_training_digits, training_dataset
+
+    used = training_dataset(config.get("dataset", "digits"), config["size"], verbose=verbose)  # what train() loads
+    config = dict(config, dataset=used)
     G, D = build_gan(config)
 
     def train():
-        digits = load_digits(size=config["size"], exclude=config.get("exclude", []))
+        digits = load_training_digits(config["dataset"], config["size"], exclude=config.get("exclude", []))
         hist = train_gan(G, D, digits.x_train, steps=config["steps"], batch_size=config["batch"], lr=config["lr"],
                          betas=tuple(config["betas"]), seed=config["seed"], device=device, ema=config.get("ema") or None,
                          r1=float(config.get("r1", 0.0)),
                          desc="GAN " + ("without " + ",".join(map(str, config["exclude"])) if config.get("exclude") else "pre-training"))
         return {"final_d_loss": hist["d_loss"][-1], "final_g_loss": hist["g_loss"][-1], "cpu_seconds": hist["cpu_seconds"]}
 
-    res = checkpoints.load_or_train(name, dict(config), {"G": G, "D": D}, train, verbose=verbose)
+    res = checkpoints.load_or_train(name, config, {"G": G, "D": D}, train, code=[build_gan], verbose=verbose)
     G.to(device).eval()
     D.to(device).eval()
     return G, D, res
 
 
-def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.device | str = "cpu", verbose: bool = True):
-    """The digit classifier (cached under the name 'digit_classifier'); returns (model, CacheResult)."""
+def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.device | str = "cpu", verbose: bool = True,
+                          dataset: str = "digits"):
+    """The digit classifier trained on ``dataset`` ("digits" or "mnist", which falls back to the
+    digits as in :func:`pretrained_digits_gan`), cached under the name 'digit_classifier'; returns
+    (model, CacheResult)."""
     from . import checkpoints
-    from .data import load_digits
+    from .data import load_training_digits, training_dataset
     from .models import DigitClassifier, train_classifier
 
     model = DigitClassifier(size=size)
-    config = classifier_config(size, epochs, seed)
+    config = classifier_config(size, epochs, seed, training_dataset(dataset, size, verbose=verbose))
 
     def train():
-        digits = load_digits(size=size)
+        digits = load_training_digits(config["dataset"], size)
         return train_classifier(model, digits.x_train, digits.y_train, epochs=epochs, seed=seed, device=device)
 
     res = checkpoints.load_or_train("digit_classifier", config, model, train, verbose=verbose)

@@ -311,10 +311,11 @@ class PretrainedFile:
     def url(self) -> str:
         return f"https://download.pytorch.org/models/{self.filename}"
 
-    def remote(self):
-        from .public_data import RemoteFile
+    def fetch(self) -> Path:
+        """Download into the hub cache (``torch.hub.download_url_to_file`` checks the SHA-256 prefix)."""
+        from .public_data import download
 
-        return RemoteFile(self.filename, (self.url,), self.sha256_prefix)
+        return download(self.url, hub_checkpoint_dir(), self.sha256_prefix, self.filename)
 
 
 PRETRAINED_FILES = {
@@ -344,13 +345,12 @@ def pretrained_path(arch: str, verify: bool = True) -> Path | None:
     if verify:
         key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
         if key not in _VERIFIED:
-            from .public_data import sha256_of
+            from .public_data import check_sha256_prefix
 
-            digest = sha256_of(path)
-            if not digest.startswith(spec.sha256_prefix):
-                raise TutorialError(f"{path} has SHA-256 {digest[:16]}..., expected a digest starting with "
-                                    f"{spec.sha256_prefix}: the file is corrupt. Delete it and run "
-                                    f"python data_scripts/fetch_feature_weights.py")
+            try:
+                check_sha256_prefix(path, spec.sha256_prefix)
+            except TutorialError as err:
+                raise TutorialError(f"{err} Run python data_scripts/fetch_feature_weights.py") from None
             _VERIFIED[key] = True
     return path
 
@@ -620,7 +620,7 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
 @torch.no_grad()
 def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """Run ``isp`` on RAW images in batches (eval mode, no gradients); result on the CPU, in [0, 1]."""
-    check_images(raw, channels=4, name="raw")
+    check_images(raw, channels=4, name="raw", like=isp)
     device = next(isp.parameters()).device
     was = isp.training
     isp.eval()

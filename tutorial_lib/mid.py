@@ -290,12 +290,13 @@ def paired_batches(noisy, clean, batch: int, patch: int, augment: bool = False
 def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
                    steps: int, alpha: float, seed: int = 0, lr: float = 2e-3,
                    device: torch.device | str = "cpu", clip: bool = True, progress: bool = True,
-                   desc: str = "training") -> dict:
+                   desc: str = "training", loss_fn: Callable | None = None) -> dict:
     """Train ``model`` in place with :func:`mid_loss` (Adam, cosine learning-rate decay).
 
     ``batches(gen)`` returns ``(x, n)`` (see :func:`synthetic_batches`, :func:`paired_batches`).
-    ``alpha = 0`` is ordinary (unmasked) supervised training. Returns ``{"losses": [...]}``
-    (the loss every ``steps // 50`` steps).
+    ``alpha = 0`` is ordinary (unmasked) supervised training. ``loss_fn(model, x, n, alpha, gen)``
+    replaces :func:`mid_loss` (e.g. by a reader's own; it clips ``x + n`` itself). Returns
+    ``{"losses": [...]}`` (the loss every ``steps // 50`` steps).
     """
     from .runtime import progress as _progress
 
@@ -312,7 +313,7 @@ def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[
     for step in it:
         x, n = batches(gen)
         x, n = x.to(device), n.to(device)
-        loss = mid_loss(model, x, n, alpha, gen, clip=clip)
+        loss = mid_loss(model, x, n, alpha, gen, clip=clip) if loss_fn is None else loss_fn(model, x, n, alpha, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -328,7 +329,7 @@ def _prepare(model: nn.Module, y: torch.Tensor, alpha: float, masks: int):
     """Validate the inputs of an inference call, put the model in eval mode; return
     ``(alpha, was_training, device)``."""
     alpha = _check_alpha(alpha)
-    check_images(y, name="y")
+    check_images(y, name="y", like=model)
     if masks < 1:
         raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
     was_training = model.training

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ import nbformat
 CHECK_TAG = "nbval-check-output"
 PARAMETERS_TAG = "parameters"
 CLAIM_TAG = "claim"
+WIDGET_TAG = "widget"
+_INTERACT = re.compile(r"\binteract(ive)?\(")
 REQUIRED_PARAMETERS = ("PROFILE", "SEED", "DEVICE")
 
 
@@ -76,6 +79,11 @@ def problems(nb) -> list[str]:
     elif ".finish(" not in claims[0].source:
         found.append("the claim cell does not call .finish()")
     for i, cell in enumerate(code):
+        if _INTERACT.search(cell.source):
+            found.append(f"code cell {i} uses ipywidgets interact/interactive (they can hang a headless "
+                         f"kernel): use tutorial_lib.plots.explorer")
+        if "plots.explorer(" in cell.source and WIDGET_TAG not in tags(cell):
+            found.append(f"code cell {i} calls plots.explorer but is not tagged '{WIDGET_TAG}'")
         if cell.get("outputs") and CHECK_TAG not in tags(cell):
             found.append(f"code cell {i} stores outputs but is not tagged '{CHECK_TAG}'")
         if "raises-exception" in tags(cell):

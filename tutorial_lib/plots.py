@@ -1,8 +1,8 @@
-"""One plotting style, image grids and before/after/reference panels."""
+"""One plotting style, image grids, before/after/reference panels and the widget pattern (:func:`explorer`)."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -93,3 +93,82 @@ def metric_table(rows: Sequence[Mapping] | Mapping[str, Mapping], index: str | N
         if index:
             frame = frame.set_index(index)
     return frame.round(precision)
+
+
+def explorer(draw: Callable[..., None], **controls):
+    """The course's one widget pattern: a static default figure, then controls that redraw on change.
+
+    ``draw(**values)`` draws one figure with matplotlib for the controls' current values.
+
+    1. ``draw`` runs once, now, with every control at its initial value, and the figure is shown as
+       an ordinary cell output: it is what a static copy of the notebook (HTML export, the course
+       report, a repository preview) shows.
+    2. Below it, the controls and an ``ipywidgets.Output`` are displayed. The output stays empty
+       until a control is moved; then it is cleared and ``draw`` runs again inside it.
+
+    Nothing runs from a widget callback while the notebook is executed headless (papermill,
+    nbclient, nbval): callbacks fire only when a person moves a control. ``ipywidgets.interact`` and
+    ``interactive`` call their function from inside the widget machinery at display time, which
+    can deadlock a headless kernel; this pattern never does. Returns an :class:`Explorer` handle
+    (its ``redraw()`` does what moving a control does; it displays nothing more when it is a cell's
+    last expression).
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    if not controls:
+        raise TypeError("explorer() needs at least one control, e.g. gamma=widgets.FloatSlider(...).")
+    bad = [name for name, c in controls.items() if not isinstance(c, widgets.ValueWidget)]
+    if bad:
+        raise TypeError(f"explorer() controls must be ipywidgets value widgets (sliders, dropdowns...); "
+                        f"not: {', '.join(bad)}.")
+    for name, control in controls.items():
+        if not control.description:
+            control.description = name
+    handle = Explorer(draw, controls, widgets.Output())
+    draw(**handle.values())
+    plt.show()
+    for control in controls.values():
+        control.observe(handle.redraw, names="value")
+    handle.box = widgets.VBox([widgets.HBox(list(controls.values())), handle.out])
+    display(handle.box)
+    return handle
+
+
+class Explorer:
+    """What :func:`explorer` displayed: the controls, their ``Output`` and ``redraw()``."""
+
+    def __init__(self, draw: Callable[..., None], controls: Mapping, out):
+        self.draw, self.controls, self.out, self.box = draw, dict(controls), out, None
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def redraw(self, _change=None) -> None:
+        """Clear the output and draw the controls' current values into it."""
+        with self.out:
+            self.out.clear_output(wait=True)
+            self.draw(**self.values())
+            plt.show()
+
+    def _ipython_display_(self) -> None:  # already displayed by explorer()
+        pass
+
+
+def departures_table(rows: Sequence[Sequence[str]]):
+    """The departures from the paper, as one table: (setting, paper and its official code, ours, why).
+
+    Every method notebook shows one, so that a reader knows which of its numbers may differ from
+    the paper's, and why. Returns a pandas Styler (left-aligned, wrapped text) that a cell displays.
+    """
+    import pandas as pd
+
+    columns = ["setting", "paper (official code)", "this notebook", "why"]
+    bad = [i for i, row in enumerate(rows) if len(row) != len(columns) or not all(isinstance(c, str) for c in row)]
+    if not rows or bad:
+        raise TypeError(f"departures_table needs rows of {len(columns)} strings ({', '.join(columns)}); "
+                        f"bad rows: {bad or 'none given'}.")
+    frame = pd.DataFrame([list(r) for r in rows], columns=columns)
+    frame.index = range(1, len(frame) + 1)
+    return frame.style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"}).set_table_styles(
+        [{"selector": "th", "props": [("text-align", "left")]}])

@@ -12,6 +12,13 @@ A notebook declares its settings once, for all three profiles, and resolves one 
     cfg.gan_steps                                    # -> 200
 
 Unknown profile names and unknown override keys fail with a message that lists the valid ones.
+
+**A capped run.** ``TUTORIAL_MAX_STEPS=N`` in the environment caps every setting of a profile that
+counts work: names ending in ``steps`` at ``N``, ``epochs`` at ``max(1, N // 10)``, sample counts
+(``n_...``) at ``50 N`` and patches per photo (``..._per_photo``, ``per_image``) at ``2 N``. Every
+other setting (architectures, image sizes, data set, batch size, mixed precision) stays as the
+profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=10`` executes every code path of the
+``gpu`` profile on a CPU in seconds to minutes. Claims are then reported, not enforced.
 """
 
 from __future__ import annotations
@@ -24,6 +31,37 @@ from .errors import ProfileError
 PROFILE_NAMES = ("smoke", "laptop", "gpu")
 DEFAULT_PROFILE = "laptop"
 ENV_VAR = "TUTORIAL_PROFILE"
+MAX_STEPS_ENV_VAR = "TUTORIAL_MAX_STEPS"
+
+
+def step_cap() -> int | None:
+    """The cap set by ``TUTORIAL_MAX_STEPS`` (a positive integer), or ``None`` when it is not set."""
+    value = os.environ.get(MAX_STEPS_ENV_VAR, "").strip()
+    if not value:
+        return None
+    try:
+        cap = int(value)
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise ProfileError(f"The environment variable {MAX_STEPS_ENV_VAR}={value!r} must be a positive "
+                           f"integer (the most training steps any loop may run), or unset.")
+    return cap
+
+
+def capped_value(name: str, value: Any, cap: int) -> Any:
+    """``value`` of setting ``name`` under the step cap ``cap`` (see the module docstring)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    if name.endswith("steps"):
+        return min(value, cap)
+    if name.endswith("epochs"):
+        return min(value, max(1, cap // 10))
+    if name.startswith("n_"):
+        return min(value, 50 * cap)
+    if name.endswith(("_per_photo", "per_image")):
+        return min(value, 2 * cap)
+    return value
 
 # The profile that was resolved last in this process; progress bars use it to stay quiet in CI.
 _ACTIVE: dict[str, Any] = {"name": None}
@@ -171,7 +209,14 @@ class ProfileSet:
         base = self._profiles[name]
         _check_overrides(base, overrides)
         _ACTIVE["name"] = name
-        return Config(name, {**base, **overrides})
+        values = {**base, **overrides}
+        cap = step_cap()
+        if cap is not None:
+            values = {key: capped_value(key, value, cap) for key, value in values.items()}
+            changed = sorted(k for k in values if values[k] != {**base, **overrides}[k])
+            print(f"{MAX_STEPS_ENV_VAR}={cap}: a capped run of profile {name!r} (claims are reported, not "
+                  f"enforced); capped: {', '.join(changed) or 'nothing'}")
+        return Config(name, values)
 
     def table(self):
         """The three profiles side by side, as a pandas DataFrame (for display)."""

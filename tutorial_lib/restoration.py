@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -112,6 +113,8 @@ class AllInOneRestorer(nn.Module):
 
     @torch.no_grad()
     def restore(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """The restored batch (eval mode, no gradients, in batches on the model's device), on the CPU."""
+        check_images(x, channels=3, name="x", like=self)
         was = self.training
         self.eval()
         device = next(self.parameters()).device
@@ -200,12 +203,13 @@ def pgd_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, eps: floa
 
 def pgd_attack(model: nn.Module, reference: nn.Module, x: torch.Tensor, *, eps: float = 4 / 255,
                alpha: float | None = None, steps: int = 2, gen: torch.Generator | None = None,
-               history: list | None = None) -> torch.Tensor:
+               history: list | None = None, step_fn: Callable | None = None) -> torch.Tensor:
     """L-infinity PGD: find ``x + delta`` (``|delta| <= eps``, image kept in [0, 1]) that maximises
     ``L1(model(x + delta), reference(x + delta))``, starting from a uniform random ``delta``.
 
     ``alpha`` (step size) defaults to ``2.5 * eps / steps``. If ``history`` is a list, each step
-    appends ``{"step", "loss", "delta_linf"}``. Returns the perturbed inputs (detached).
+    appends ``{"step", "loss", "delta_linf"}``. ``step_fn(x, delta, grad, eps, alpha)`` replaces
+    :func:`pgd_step` (e.g. by a reader's own). Returns the perturbed inputs (detached).
     """
     check_images(x, channels=3, name="x")
     if eps < 0 or steps < 0:
@@ -226,7 +230,7 @@ def pgd_attack(model: nn.Module, reference: nn.Module, x: torch.Tensor, *, eps: 
         loss = F.l1_loss(model(xa), reference(xa))
         grad, = torch.autograd.grad(loss, delta)
         with torch.no_grad():
-            delta = pgd_step(x, delta, grad, eps, alpha)
+            delta = (step_fn or pgd_step)(x, delta, grad, eps, alpha)
         if history is not None:
             history.append({"step": step + 1, "loss": loss.item(), "delta_linf": float(delta.abs().max())})
     model.train(was)
@@ -274,7 +278,8 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
            adv_weight: float = 1.0, eps: float = 4 / 255, pgd_steps: int = 1, margin: float = 1.0,
            beta: float = 0.95, device: torch.device | str = "cpu",
            monitor: Callable[[int, nn.Module], None] | None = None, monitor_every: int = 0,
-           desc: str | None = None) -> dict:
+           desc: str | None = None, bounded_loss_fn: Callable | None = None,
+           pgd_step_fn: Callable | None = None) -> dict:
     """Make ``model`` (in place) forget the degradation of ``forget_pairs``.
 
     ``method``: ``"bounded_ga"`` (bounded ascent + adversarial regulariser), ``"identity"``
@@ -282,7 +287,10 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
     only), ``"neggrad_plus"``, ``"finetune"`` (L1 on the retain set only). A frozen copy of the model
     at entry is the reference of the adversarial regulariser. Returns ``{"seconds", "losses"}``.
     ``monitor(step, model)`` is called every ``monitor_every`` steps (and at step 0); its time is
-    not counted in ``seconds``.
+    not counted in ``seconds``. ``bounded_loss_fn(model, x_f, y_f, margin)`` and
+    ``pgd_step_fn(x, delta, grad, eps, alpha)`` replace :func:`bounded_ascent_loss` and
+    :func:`pgd_step` (e.g. by a reader's own). A non-finite loss stops the run *before* its step is
+    applied, with a warning.
     """
     from .runtime import progress
 
@@ -314,17 +322,20 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
         elif method == "neggrad_plus":
             loss = neggrad_plus_loss(model, x_r, y_r, x_f, y_f, beta)
         else:
-            x_adv = pgd_attack(model, reference, x_r, eps=eps, steps=pgd_steps, gen=gen)
-            term = (bounded_ascent_loss(model, x_f, y_f, margin) if method == "bounded_ga"
+            x_adv = pgd_attack(model, reference, x_r, eps=eps, steps=pgd_steps, gen=gen, step_fn=pgd_step_fn)
+            term = ((bounded_loss_fn or bounded_ascent_loss)(model, x_f, y_f, margin) if method == "bounded_ga"
                     else identity_forget_loss(model, x_f))
             loss = term + adv_weight * adversarial_regulariser(model, reference, x_adv)
+        if not math.isfinite(loss.item()):
+            warnings.warn(f"forget ({method}): the loss is {loss.item()} at step {step + 1}; stopping before "
+                          f"this step is applied (the model keeps its weights of step {step}).", stacklevel=2)
+            losses.append(loss.item())
+            break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         seconds += time.perf_counter() - start
         losses.append(loss.item())
-        if not math.isfinite(losses[-1]):
-            break
         if monitor is not None and monitor_every and (step + 1) % monitor_every == 0:
             monitor(step + 1, model)
     model.eval()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -110,7 +110,8 @@ def pul(n_negative_original: int | float, n_negative_new: int | float) -> float:
 
 
 def split_generated(G: Generator, classifier, forget_class: int, n: int, seed: int,
-                    min_negatives: int = 0, positive_max_prob: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    min_negatives: int = 0, positive_max_prob: float | None = None,
+                    min_positives: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``n`` samples from the fixed latents of ``seed`` and split them by the classifier's
     label into (negatives = forget_class, positives = the rest).
 
@@ -121,9 +122,16 @@ def split_generated(G: Generator, classifier, forget_class: int, n: int, seed: i
 
     If fewer than ``min_negatives`` samples are labelled ``forget_class`` (a barely trained model,
     as in a smoke run), the ``min_negatives`` samples with the highest logit for that class are
-    used as negatives instead, and a note is printed."""
+    used as negatives instead, and a note is printed. Likewise, if fewer than ``min_positives``
+    samples are clear positives, the ``min_positives`` non-negatives with the lowest probability of
+    the class are used (with a note)."""
     if not 0 <= int(forget_class) <= 9:
         raise TutorialError(f"forget_class must be a digit 0-9, got {forget_class!r}.")
+    if n < 1:
+        raise TutorialError(f"n (samples to generate) must be >= 1, got {n!r}.")
+    if not 0 <= min_negatives <= n or not 0 <= min_positives <= n - min_negatives:
+        raise TutorialError(f"min_negatives ({min_negatives}) and min_positives ({min_positives}) must be >= 0 and "
+                            f"together at most the number of generated samples n ({n}).")
     if positive_max_prob is not None and not 0.0 < positive_max_prob <= 1.0:
         raise TutorialError(f"positive_max_prob must be in (0, 1], got {positive_max_prob!r}.")
     x = sample(G, latents(n, G.z_dim, seed, next(G.parameters()).device))
@@ -141,7 +149,14 @@ def split_generated(G: Generator, classifier, forget_class: int, n: int, seed: i
         is_neg[logits[:, forget_class].topk(min_negatives).indices] = True
     is_pos = ~is_neg
     if positive_max_prob is not None:
-        is_pos &= torch.softmax(logits, 1)[:, forget_class] < positive_max_prob
+        prob = torch.softmax(logits, 1)[:, forget_class]
+        clear = is_pos & (prob < positive_max_prob)
+        if int(clear.sum()) < min_positives <= int(is_pos.sum()):
+            print(f"only {int(clear.sum())} of {n} samples are clear positives (probability of {forget_class} below "
+                  f"{positive_max_prob}); using the {min_positives} with the lowest probability as positives")
+            clear = torch.zeros(n, dtype=torch.bool)
+            clear[prob.masked_fill(is_neg, float("inf")).topk(min_positives, largest=False).indices] = True
+        is_pos = clear
     if int(is_pos.sum()) == 0:
         raise TutorialError(f"No generated sample is a clear positive (probability of class {forget_class} below "
                             f"{positive_max_prob}); raise positive_max_prob or generate more samples.")
@@ -151,22 +166,30 @@ def split_generated(G: Generator, classifier, forget_class: int, n: int, seed: i
 def adapt_to_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, *, k: int, steps: int,
                        lam: float, fisher: Mapping[str, torch.Tensor] | None = None, batch_size: int = 32,
                        lr: float = 5e-4, seed: int = 0, fisher_samples: int = 32,
-                       device: torch.device | str = "cpu", desc: str | None = "stage 1", r1: float = 0.0) -> dict:
+                       device: torch.device | str = "cpu", desc: str | None = "stage 1", r1: float = 0.0,
+                       betas: tuple[float, float] = (0.5, 0.999)) -> dict:
     """Stage 1: K EWC-regularised adaptations of (G, D) to ``negatives``; G and D are not changed.
 
-    Returns {"states": [theta_N^k], "fisher": F, "seconds": wall time (Fisher included)}."""
+    Adam ``betas`` default to the course's GAN recipe (0.5, 0.999); the paper's official code uses
+    (0, 0.99). Every tensor of the penalty (Fisher, theta_G) follows the training ``device``,
+    wherever G lives. Returns {"states": [theta_N^k] (on ``device``), "fisher": F, "seconds": wall
+    time (Fisher included)}."""
     if k < 1:
         raise TutorialError(f"k must be >= 1, got {k}.")
+    if steps < 1:
+        raise TutorialError(f"steps must be >= 1, got {steps!r}.")
     if len(negatives) < 2:
         raise TutorialError(f"Stage 1 needs negative samples; got {len(negatives)}. Generate more samples.")
     start, cpu_start = time.perf_counter(), time.process_time()
     if fisher is None:
         fisher = fisher_diagonal(G, D, n=fisher_samples, seed=seed + 7)
-    theta_g = clone_state(G)
+    fisher = {name: f.to(device) for name, f in fisher.items()}
+    theta_g = {name: v.to(device) for name, v in clone_state(G).items()}
     states = []
     for i in range(k):
         Gk, Dk = copy.deepcopy(G), copy.deepcopy(D)
-        train_gan(Gk, Dk, negatives, steps=steps, batch_size=batch_size, lr=lr, seed=seed * 1000 + i, device=device,
+        train_gan(Gk, Dk, negatives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed * 1000 + i,
+                  device=device,
                   g_penalty=(lambda g: ewc_penalty(g, fisher, theta_g, lam)) if lam > 0 else None,
                   desc=f"{desc} {i + 1}/{k}" if desc else None, r1=r1)
         states.append(clone_state(Gk))
@@ -178,30 +201,46 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
             *, kind: str | None, gamma: float, steps: int, alpha: float = 1.0, normalise: bool = True,
             batch_size: int = 64, lr: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu",
             ewc: tuple[Mapping[str, torch.Tensor], float] | None = None, desc: str | None = "stage 2",
-            reduction: str = "tensor", r1: float = 0.0, ema: float | None = None) -> dict:
+            reduction: str = "tensor", r1: float = 0.0, ema: float | None = None,
+            distance_fn: Callable | None = None, repulsion_fn: Callable | None = None,
+            betas: tuple[float, float] = (0.5, 0.999)) -> dict:
     """Stage 2: copies of (G, D) trained on ``positives`` with gamma * L_rep(d(theta, theta_N)).
 
     ``kind=None`` trains without repulsion (with ``ewc=(fisher, lam)``: the EWC fine-tuning
     baseline). With ``normalise`` the distance is measured in units of its value at theta_G, so that
-    gamma and alpha mean the same for networks of any size. Returns {"G", "D", "seconds", "history", "d0"}.
+    gamma and alpha mean the same for networks of any size. ``distance_fn(G, references, scale)``
+    and ``repulsion_fn(kind, d, alpha)`` replace :func:`param_distance` (computed by its faster
+    equivalent :func:`fast_distance`) and :func:`repulsion_loss`, e.g. by a reader's own versions.
+    Adam ``betas``: see :func:`adapt_to_negatives`. The copies, the references, theta_G and the
+    Fisher all live on ``device``, wherever G lives. Returns {"G", "D", "seconds", "history", "d0"}.
     """
+    if steps < 1:
+        raise TutorialError(f"steps must be >= 1, got {steps!r}.")
+    if len(positives) == 0:
+        raise TutorialError("Stage 2 needs positive samples and got none: generate more samples, or relax "
+                            "positive_max_prob in split_generated.")
     start, cpu_start = time.perf_counter(), time.process_time()
-    Gu, Du = copy.deepcopy(G), copy.deepcopy(D)
+    Gu, Du = copy.deepcopy(G).to(device), copy.deepcopy(D).to(device)
     refs = [{k: v.to(device) for k, v in s.items()} for s in theta_n]
-    d0 = float(param_distance(G, refs, reduction=reduction).detach()) if refs else 1.0
+    d0 = float(param_distance(Gu, refs, reduction=reduction).detach()) if refs else 1.0
     scale = d0 if (normalise and d0 > 0) else 1.0
-    theta_g = clone_state(G)
+    theta_g = clone_state(Gu)
     terms = []
     if kind is not None:
         if kind.upper() not in REPULSIONS:
             raise TutorialError(f"Unknown repulsion {kind!r}; choose one of {', '.join(REPULSIONS)} or None.")
-        dist = fast_distance(G, refs, scale, reduction)
-        terms.append(lambda g: gamma * repulsion_loss(kind, dist(g), alpha))
+        if distance_fn is None or distance_fn is param_distance:
+            dist = fast_distance(Gu, refs, scale, reduction)
+        else:
+            dist = lambda g: distance_fn(g, refs, scale)  # noqa: E731
+        rep = repulsion_fn or repulsion_loss
+        terms.append(lambda g: gamma * rep(kind, dist(g), alpha))
     if ewc is not None:
         fisher, lam = ewc
+        fisher = {name: f.to(device) for name, f in fisher.items()}
         terms.append(lambda g: ewc_penalty(g, fisher, theta_g, lam))
     penalty = (lambda g: sum(t(g) for t in terms)) if terms else None
-    hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+    hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed, device=device,
                      g_penalty=penalty, desc=desc, r1=r1, ema=ema)
     return {"G": Gu, "D": Du, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
             "history": hist, "d0": d0,
