@@ -60,7 +60,10 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MPLBACKEND"))}
+        # Nothing of the caller's Jupyter setup, matplotlib backend (Agg would hide every figure) or
+        # course settings (a profile, a step cap) leaks in; TUTORIAL_DATA (fetched data) may.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("JUPYTER", "MPLBACKEND", "TUTORIAL_")) or k == "TUTORIAL_DATA"}
         jupyter = self.scratch / "jupyter"
         for name in ("config", "data", "runtime", "ipython"):
             (jupyter / name).mkdir(parents=True, exist_ok=True)
@@ -386,9 +389,14 @@ def screenshot_notebook(page, path: Path, part_height: int = 8000) -> list[Path]
     return paths
 
 
-def screenshot_element(page, locator, path: Path, height: int = 1400) -> Path:
-    """The JupyterLab window with `locator` (a widget, say) scrolled to the top of the notebook view."""
+def screenshot_element(page, locator, path: Path, max_height: int = 4000) -> Path:
+    """The JupyterLab window with `locator` (a cell, say) at the top of the notebook view, all of it
+    in the shot when it is at most about `max_height` pixels tall."""
     size = page.viewport_size
+    visible = page.evaluate(f"() => {{ const p = {JS_NOTEBOOK_SCROLLER}; return p ? p.clientHeight : 0; }}")
+    chrome = size["height"] - visible
+    box = locator.bounding_box() or {"height": 0}
+    height = int(min(max_height, box["height"] + chrome + 40))
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
     try:
         locator.evaluate("n => n.scrollIntoView({block: 'start'})")

@@ -193,4 +193,6 @@ def test_browser_fixture_widget(page, lab, shots):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_in_browser(path, page, lab, shots):
-    run_in_browser(page, lab, path.name, shots)
+    nb = json.loads(path.read_text())
+    uses_explorer = any("explorer(" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    run_in_browser(page, lab, path.name, shots, expect_explorer=uses_explorer or None)
