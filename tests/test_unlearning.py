@@ -1,5 +1,6 @@
 """Tests for tutorial_lib.unlearning: distances, repulsion losses, PUL, stage 1 and stage 2."""
 
+import math
 import pytest
 import torch
 
@@ -67,6 +68,7 @@ def test_repulsion_losses_decrease_with_distance():
 
 
 def test_pul():
+    assert math.isnan(unlearning.pul(0, 3, undefined="nan"))
     assert unlearning.pul(100, 10) == pytest.approx(90.0)
     assert unlearning.pul(50, 50) == 0.0
     assert unlearning.pul(10, 20) == pytest.approx(-100.0)

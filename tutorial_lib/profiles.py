@@ -15,8 +15,12 @@ Unknown profile names and unknown override keys fail with a message that lists t
 
 **A capped run.** ``TUTORIAL_MAX_STEPS=N`` in the environment caps every setting of a profile that
 counts work: names ending in ``steps`` at ``N``, ``epochs`` at ``max(1, N // 10)``, sample counts
-(``n_...``) at ``50 N`` and patches per photo (``..._per_photo``, ``per_image``) at ``2 N``. Every
-other setting (architectures, image sizes, data set, batch size, mixed precision) stays as the
+(``n_...``) at ``50 N`` and patches per photo (``..._per_photo``, ``per_image``) at ``2 N``, but
+never below the ``smoke`` profile's own value (the smallest amount of work known to give every
+later step something to work on: a GAN that draws digits at all, a classifier that labels them).
+Settings that set the size of the data or of a batch (``image_scale``, ``photo_scale``,
+``..._reps``, ``batch``/``..._batch``, and the ``..._curve`` lists of values to sweep) take the
+``smoke`` profile's value when it is smaller. Every other setting (architectures, image sizes, data set, batch size, mixed precision) stays as the
 profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=10`` executes every code path of the
 ``gpu`` profile on a CPU in seconds to minutes. Claims are then reported, not enforced.
 """
@@ -49,19 +53,30 @@ def step_cap() -> int | None:
     return cap
 
 
-def capped_value(name: str, value: Any, cap: int) -> Any:
-    """``value`` of setting ``name`` under the step cap ``cap`` (see the module docstring)."""
+DATA_SIZE_SETTINGS = ("image_scale", "photo_scale")
+
+
+def capped_value(name: str, value: Any, cap: int, floor: Any = None) -> Any:
+    """``value`` of setting ``name`` under the step cap ``cap``, never below ``floor`` (the smoke
+    profile's value) when that is an integer; data-size settings take ``floor`` (see the module
+    docstring)."""
+    if floor is not None and (name in DATA_SIZE_SETTINGS or name.endswith(("_reps", "_curve", "batch"))):
+        return min(value, floor) if isinstance(value, (int, float)) and not isinstance(value, bool) else floor
     if isinstance(value, bool) or not isinstance(value, int):
         return value
     if name.endswith("steps"):
-        return min(value, cap)
-    if name.endswith("epochs"):
-        return min(value, max(1, cap // 10))
-    if name.startswith("n_"):
-        return min(value, 50 * cap)
-    if name.endswith(("_per_photo", "per_image")):
-        return min(value, 2 * cap)
-    return value
+        limit = cap
+    elif name.endswith("epochs"):
+        limit = max(1, cap // 10)
+    elif name.startswith("n_"):
+        limit = 50 * cap
+    elif name.endswith(("_per_photo", "per_image")):
+        limit = 2 * cap
+    else:
+        return value
+    if isinstance(floor, int) and not isinstance(floor, bool):
+        limit = max(limit, floor)
+    return min(value, limit)
 
 # The profile that was resolved last in this process; progress bars use it to stay quiet in CI.
 _ACTIVE: dict[str, Any] = {"name": None}
@@ -212,7 +227,8 @@ class ProfileSet:
         values = {**base, **overrides}
         cap = step_cap()
         if cap is not None:
-            values = {key: capped_value(key, value, cap) for key, value in values.items()}
+            smoke = self._profiles["smoke"]
+            values = {key: capped_value(key, value, cap, smoke.get(key)) for key, value in values.items()}
             changed = sorted(k for k in values if values[k] != {**base, **overrides}[k])
             print(f"{MAX_STEPS_ENV_VAR}={cap}: a capped run of profile {name!r} (claims are reported, not "
                   f"enforced); capped: {', '.join(changed) or 'nothing'}")

@@ -102,9 +102,18 @@ def repulsion_loss(kind: str, d: torch.Tensor, alpha: float = 1.0) -> torch.Tens
     raise TutorialError(f"Unknown repulsion {kind!r}; choose one of {', '.join(REPULSIONS)}.")
 
 
-def pul(n_negative_original: int | float, n_negative_new: int | float) -> float:
-    """Percentage of unlearning: 100 * (N_neg(original) - N_neg(unlearned)) / N_neg(original)."""
+def pul(n_negative_original: int | float, n_negative_new: int | float, *, undefined: str = "raise") -> float:
+    """Percentage of unlearning: 100 * (N_neg(original) - N_neg(unlearned)) / N_neg(original).
+
+    When the original model generates no negative sample, PUL is undefined: ``undefined="raise"``
+    raises :class:`TutorialError`; ``"nan"`` prints a note and returns NaN (a claim on it then does
+    not hold), for runs too short to train a model that draws the class at all."""
+    if undefined not in ("raise", "nan"):
+        raise TutorialError(f"undefined must be 'raise' or 'nan', got {undefined!r}.")
     if n_negative_original <= 0:
+        if undefined == "nan":
+            print("PUL is undefined (NaN): the original model generates no negative sample on these latents.")
+            return float("nan")
         raise TutorialError("PUL is undefined when the original model generates no negative sample.")
     return 100.0 * (n_negative_original - n_negative_new) / n_negative_original
 
