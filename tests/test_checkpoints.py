@@ -188,10 +188,13 @@ def test_two_module_checkpoint_with_one_bad_module_loads_neither(tmp_path):
         checkpoints.load_into({"a": fresh_a, "b": fresh_b}, payload)
     payload["state"]["b"]["0.weight"] = torch.zeros(4, 3)
 
-    def broken_load(*args, **kwargs):
+    def broken_load(*args, **kwargs):   # copies part of the weights, then fails
+        with torch.no_grad():
+            fresh_b[0].weight.zero_()
         raise RuntimeError("disk read error")
 
     fresh_b.load_state_dict = broken_load   # fits in every check, fails while loading: a is put back
     with pytest.raises(tl.CheckpointError, match="no module was changed"):
         checkpoints.load_into({"a": fresh_a, "b": fresh_b}, payload)
+    assert all(torch.equal(x, y) for x, y in zip(before, (*fresh_a.parameters(), *fresh_b.parameters())))
     assert all(torch.equal(x, y) for x, y in zip(before, (*fresh_a.parameters(), *fresh_b.parameters())))

@@ -328,14 +328,14 @@ def load_into(modules: nn.Module | Mapping[str, nn.Module], payload: Mapping[str
             shown = "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")
             raise CheckpointError(f"The {source} does not fit module {key!r}: {shown}")
     backups = {key: {k: v.detach().clone() for k, v in m.state_dict().items()} for key, m in modules.items()}
-    done = []
     try:
         for key, module in modules.items():
             module.load_state_dict(state[key])
-            done.append(key)
     except (RuntimeError, TypeError, ValueError) as err:
-        for key in done:
-            modules[key].load_state_dict(backups[key])
+        with torch.no_grad():  # every module, the failing one too (it may be half copied), in place
+            for name, module in modules.items():
+                for k, v in module.state_dict().items():
+                    v.copy_(backups[name][k])
         raise CheckpointError(f"The {source} could not be loaded into module {key!r} "
                               f"({str(err).splitlines()[0][:200]}); no module was changed.") from None
 
