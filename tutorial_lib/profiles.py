@@ -20,8 +20,8 @@ never below the ``smoke`` profile's own value (the smallest amount of work known
 later step something to work on: a GAN that draws digits at all, a classifier that labels them).
 Settings that set the size of the data or of a batch (``image_scale``, ``photo_scale``,
 ``..._reps``, ``batch``/``..._batch``, and the ``..._curve`` lists of values to sweep) take the
-``smoke`` profile's value when it is smaller. Every other setting (architectures, image sizes, data set, batch size, mixed precision) stays as the
-profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=10`` executes every code path of the
+``smoke`` profile's value when it is smaller. Every other setting (architectures, patch sizes, data
+set, mixed precision) stays as the profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=10`` executes every code path of the
 ``gpu`` profile on a CPU in seconds to minutes. Claims are then reported, not enforced.
 """
 
@@ -228,8 +228,9 @@ class ProfileSet:
         cap = step_cap()
         if cap is not None:
             smoke = self._profiles["smoke"]
-            values = {key: capped_value(key, value, cap, smoke.get(key)) for key, value in values.items()}
-            changed = sorted(k for k in values if values[k] != {**base, **overrides}[k])
+            capped = {key: capped_value(key, value, cap, smoke.get(key)) for key, value in values.items()}
+            changed = sorted(k for k in values if capped[k] != values[k])
+            values = capped
             print(f"{MAX_STEPS_ENV_VAR}={cap}: a capped run of profile {name!r} (claims are reported, not "
                   f"enforced); capped: {', '.join(changed) or 'nothing'}")
         return Config(name, values)
