@@ -217,3 +217,26 @@ def test_stages_train_on_cuda_with_the_generator_on_the_cpu():
     out = unlearning.unlearn(G, D, data, s1["states"], kind="NL2", gamma=1.0, steps=2, desc=None, device="cuda",
                              ewc=(s1["fisher"], 1.0))
     assert next(out["G"].parameters()).device.type == "cuda" and next(G.parameters()).device.type == "cpu"
+
+
+def test_stage2_monitor_records_without_changing_training():
+    G, D = small_gan()
+    data = torch.rand(20, 1, 8, 8)
+    s1 = unlearning.adapt_to_negatives(G, D, data, k=2, steps=2, lam=1.0, batch_size=4, seed=0, desc=None)
+    refs = s1["states"]
+    z = gan.latents(8, G.z_dim, seed=5)
+    seen = []
+
+    def monitor(step, g):
+        seen.append((step, torch.is_grad_enabled()))
+        return {"d": unlearning.param_distance(g, refs), "mean pixel": g(z).mean()}
+
+    kwargs = dict(kind="EL2", gamma=2.0, steps=7, batch_size=4, desc=None, ema=0.5)
+    plain = unlearning.unlearn(G, D, data, refs, **kwargs)
+    watched = unlearning.unlearn(G, D, data, refs, log_every=3, monitor=monitor, **kwargs)
+    assert [s for s, _ in seen] == [0, 3, 6] == watched["history"]["step"]
+    assert not any(grad for _, grad in seen)                     # called without gradients
+    assert len(watched["history"]["d"]) == len(watched["history"]["mean pixel"]) == 3
+    assert watched["history"]["d"][-1] > watched["history"]["d"][0] > 0   # EL2 pushes away from theta_N
+    for p, q in zip(plain["G"].parameters(), watched["G"].parameters()):
+        assert torch.equal(p, q)                                 # watching does not change the run

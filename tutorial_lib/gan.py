@@ -124,15 +124,18 @@ def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
 def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int, batch_size: int = 64,
               lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
               device: torch.device | str = "cpu", g_penalty: Callable[[Generator], torch.Tensor] | None = None,
-              desc: str | None = "GAN", log_every: int = 50, ema: float | None = None, r1: float = 0.0) -> dict:
+              desc: str | None = "GAN", log_every: int = 50, ema: float | None = None, r1: float = 0.0,
+              monitor: Callable[[int, Generator], Mapping[str, float]] | None = None) -> dict:
     """Train ``G`` and ``D`` in place on ``data`` (a tensor of real samples) for ``steps`` steps.
 
     ``g_penalty(G)`` (EWC, repulsion, ...) is added to the generator's loss. With ``ema`` (e.g.
     0.999) an exponential moving average of the generator's weights is kept and loaded into ``G``
     at the end (a standard way to get smoother, better samples from a GAN). ``r1`` > 0 adds the
     R1 penalty (r1 / 2) E|grad_x D(x)|^2 on real samples to the discriminator (stabilises training,
-    as in StyleGAN2). Returns a dict with
-    the loss history (every ``log_every`` steps) and the wall time.
+    as in StyleGAN2). ``monitor(step, G)`` is called at every logged step (without gradients) and
+    returns named numbers (a distance, a class share...) that join the history; it sees the live
+    weights, not their average, and it draws no random numbers from the training loop. Returns a
+    dict with the loss history (every ``log_every`` steps) and the wall time.
     """
     from .runtime import progress
 
@@ -186,6 +189,10 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
             history["d_loss"].append(float(d_loss.detach()))
             history["g_loss"].append(float(g_loss.detach()))
             history["penalty"].append(float(pen.detach()))
+            if monitor is not None:
+                with torch.no_grad():
+                    for name, value in monitor(step, G).items():
+                        history.setdefault(name, []).append(float(value))
     if avg is not None:
         G.load_state_dict(avg)
     G.eval()

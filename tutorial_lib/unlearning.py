@@ -212,7 +212,8 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
             ewc: tuple[Mapping[str, torch.Tensor], float] | None = None, desc: str | None = "stage 2",
             reduction: str = "tensor", r1: float = 0.0, ema: float | None = None,
             distance_fn: Callable | None = None, repulsion_fn: Callable | None = None,
-            betas: tuple[float, float] = (0.5, 0.999)) -> dict:
+            betas: tuple[float, float] = (0.5, 0.999), log_every: int = 50,
+            monitor: Callable | None = None) -> dict:
     """Stage 2: copies of (G, D) trained on ``positives`` with gamma * L_rep(d(theta, theta_N)).
 
     ``kind=None`` trains without repulsion (with ``ewc=(fisher, lam)``: the EWC fine-tuning
@@ -221,7 +222,9 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     and ``repulsion_fn(kind, d, alpha)`` replace :func:`param_distance` (computed by its faster
     equivalent :func:`fast_distance`) and :func:`repulsion_loss`, e.g. by a reader's own versions.
     Adam ``betas``: see :func:`adapt_to_negatives`. The copies, the references, theta_G and the
-    Fisher all live on ``device``, wherever G lives. Returns {"G", "D", "seconds", "history", "d0"}.
+    Fisher all live on ``device``, wherever G lives. ``monitor(step, G)`` and ``log_every``: see
+    :func:`tutorial_lib.gan.train_gan` (e.g. d(theta) and the class share over the steps).
+    Returns {"G", "D", "seconds", "history", "d0"}.
     """
     if steps < 1:
         raise TutorialError(f"steps must be >= 1, got {steps!r}.")
@@ -250,7 +253,7 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
         terms.append(lambda g: ewc_penalty(g, fisher, theta_g, lam))
     penalty = (lambda g: sum(t(g) for t in terms)) if terms else None
     hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed, device=device,
-                     g_penalty=penalty, desc=desc, r1=r1, ema=ema)
+                     g_penalty=penalty, desc=desc, r1=r1, ema=ema, log_every=log_every, monitor=monitor)
     return {"G": Gu, "D": Du, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
             "history": hist, "d0": d0,
             "d_final": float(param_distance(Gu, refs, scale, reduction).detach()) if refs else float("nan")}
