@@ -42,7 +42,7 @@ def test_photo_splits_are_by_source_image():
     assert set(data.PHOTO_SPLITS["train_a"]) | set(data.PHOTO_SPLITS["train_b"]) == train
     assert not set(data.PHOTO_SPLITS["train_a"]) & set(data.PHOTO_SPLITS["train_b"])
     p = data.photo_patches("test", patch_size=16, per_image=3, seed=0)
-    assert set(p.sources) == test and p.patches.shape == (6, 3, 16, 16)
+    assert set(p.sources) == test and p.patches.shape == (3 * len(test), 3, 16, 16)
     assert "coffee (scikit-image)" in p.describe()
 
 
@@ -86,8 +86,22 @@ def test_digits_validation_split_comes_from_train_and_leaves_test_alone():
 def test_photo_splits_are_disjoint_and_validation_has_several_photos():
     train, val, test = (set(data.PHOTO_SPLITS[k]) for k in ("train", "val", "test"))
     assert not (train & val or train & test or val & test)
-    assert len(val) >= 4 and set(data.PHOTO_SPLITS["val_colour"]) <= val
+    assert len(val) >= 4 and len(test) >= 5 and set(data.PHOTO_SPLITS["val_colour"]) <= val
     photos = data.load_photos("val")
     assert all(p.shape[0] == 3 and 0 <= float(p.min()) and float(p.max()) <= 1 for p in photos.values())
     grey = photos["camera"]
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+
+
+def test_square_views_stack_and_keep_the_scene():
+    views = data.load_photos("test", side=64)
+    assert all(v.shape == (3, 64, 64) for v in views.values())
+    full = data.load_photos(["coffee"])["coffee"]            # 400 x 600: shrunk to 64 x 96, centre cropped
+    small = torch.nn.functional.interpolate(full[None], size=(64, 96), mode="bilinear", antialias=True,
+                                            align_corners=False)[0].clamp(0, 1)
+    assert torch.allclose(views["coffee"], small[:, :, 16:80])
+    assert torch.equal(data.load_photos(["moon"], side=512)["moon"], data.load_photos(["moon"])["moon"])
+    with pytest.raises(tl.TutorialError, match="smaller than the requested side"):
+        data.load_photos(["coins"], side=320)
+    with pytest.raises(tl.TutorialError, match="side must be"):
+        data.load_photos("test", side=0)

@@ -190,7 +190,7 @@ def _sklearn(name: str):
 
 
 # Photographs that ship inside scikit-image and scikit-learn (no download). Most are in colour;
-# the grey ones (camera, coins, grass, gravel) are returned with three equal channels.
+# the grey ones (camera, coins, grass, gravel, moon) are returned with three equal channels.
 PHOTO_SOURCES = {
     "astronaut": ("scikit-image", _skimage("astronaut")),
     "chelsea": ("scikit-image", _skimage("chelsea")),
@@ -199,6 +199,9 @@ PHOTO_SOURCES = {
     "china": ("scikit-learn", _sklearn("china.jpg")),
     "coffee": ("scikit-image", _skimage("coffee")),
     "flower": ("scikit-learn", _sklearn("flower.jpg")),
+    "hubble_deep_field": ("scikit-image", _skimage("hubble_deep_field")),
+    "retina": ("scikit-image", _skimage("retina")),
+    "moon": ("scikit-image, grey", _skimage("moon")),
     "immunohistochemistry": ("scikit-image", _skimage("immunohistochemistry")),
     "camera": ("scikit-image, grey", _skimage("camera")),
     "coins": ("scikit-image, grey", _skimage("coins")),
@@ -216,12 +219,20 @@ PHOTO_SPLITS = {
     "train_b": ("chelsea", "motorcycle"),
     "val": ("immunohistochemistry", "camera", "coins", "grass", "gravel"),
     "val_colour": ("immunohistochemistry",),
-    "test": ("coffee", "flower"),
+    "test": ("coffee", "flower", "hubble_deep_field", "retina", "moon"),
 }
 
 
-def load_photos(names: Sequence[str] | str = "train") -> dict[str, torch.Tensor]:
-    """Full photographs as (3, H, W) float tensors in [0, 1], by name or by split name."""
+def load_photos(names: Sequence[str] | str = "train", side: int | None = None) -> dict[str, torch.Tensor]:
+    """Photographs as (3, H, W) float tensors in [0, 1], by name or by split name.
+
+    ``side=None`` returns the full photographs (of different sizes). ``side=S`` returns a square
+    S x S view of each: the photo is shrunk (antialiased) until its shorter side is S, then
+    centre-cropped, so that photos of different sizes can be stacked into one batch and each view
+    shows most of its scene. A photo smaller than S is an error (it is never enlarged).
+    """
+    if side is not None and (not isinstance(side, int) or side < 8):
+        raise TutorialError(f"side must be an integer >= 8 (or None for full photos), got {side!r}.")
     if isinstance(names, str):
         if names in PHOTO_SPLITS:
             names = PHOTO_SPLITS[names]
@@ -236,8 +247,25 @@ def load_photos(names: Sequence[str] | str = "train") -> dict[str, torch.Tensor]
         array = np.asarray(PHOTO_SOURCES[name][1](), dtype=np.float32) / 255.0
         if array.ndim == 2:  # a grey photograph: three equal channels
             array = np.repeat(array[:, :, None], 3, axis=2)
-        out[name] = torch.from_numpy(array[:, :, :3]).permute(2, 0, 1).contiguous()
+        image = torch.from_numpy(array[:, :, :3]).permute(2, 0, 1).contiguous()
+        if side is not None:
+            image = _square_view(image, side, name)
+        out[name] = image
     return out
+
+
+def _square_view(image: torch.Tensor, side: int, name: str) -> torch.Tensor:
+    _, h, w = image.shape
+    if min(h, w) < side:
+        raise TutorialError(f"Photo {name!r} ({h}x{w}) is smaller than the requested side {side}.")
+    if min(h, w) > side:
+        scale = side / min(h, w)
+        size = (max(side, round(h * scale)), max(side, round(w * scale)))
+        image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp(0, 1)
+        h, w = size
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[:, top:top + side, left:left + side].contiguous()
 
 
 @dataclass
