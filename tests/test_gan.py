@@ -176,3 +176,16 @@ def test_ewc_lambda_scales_with_fisher():
         gan.ewc_lambda({"a": torch.zeros(3)}, 1.0)
     with pytest.raises(tl.TutorialError):
         gan.ewc_lambda(fisher, -1.0)
+
+
+def test_the_classifier_does_not_depend_on_what_ran_before(tmp_path, monkeypatch):
+    # The cached classifier is shared by notebooks 00-02: whichever trains it first, it must be the same.
+    monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "a"))
+    torch.manual_seed(123)
+    a, res_a = gan.pretrained_classifier(8, 1, seed=0, verbose=False)
+    monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "b"))
+    torch.manual_seed(456)
+    torch.rand(17)
+    b, res_b = gan.pretrained_classifier(8, 1, seed=0, verbose=False)
+    assert res_a.status == res_b.status == "trained"
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

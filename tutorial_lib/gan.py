@@ -399,11 +399,11 @@ def _get(cfg: Any, key: str, default: Any = _REQUIRED) -> Any:
 # fetched, else the embedded digits upsampled to 28x28.
 DIGITS_GAN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(dataset="digits", digit_size=8, classifier_epochs=3, z_dim=32, g_hidden=[128, 256],
-                  d_hidden=[256, 128], gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+                  d_hidden=[256, 128], gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.995, gan_r1=1.0),
     "laptop": dict(dataset="digits", digit_size=8, classifier_epochs=40, z_dim=32, g_hidden=[128, 256],
-                   d_hidden=[256, 128], gan_steps=16000, gan_batch=64, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+                   d_hidden=[256, 128], gan_steps=16000, gan_batch=64, gan_lr=5e-4, gan_ema=0.995, gan_r1=1.0),
     "gpu": dict(dataset="mnist", digit_size=28, classifier_epochs=60, z_dim=64, g_hidden=[256, 512],
-                d_hidden=[512, 256], gan_steps=20000, gan_batch=128, gan_lr=5e-4, gan_ema=0.0, gan_r1=1.0),
+                d_hidden=[512, 256], gan_steps=20000, gan_batch=128, gan_lr=5e-4, gan_ema=0.995, gan_r1=1.0),
 }
 
 
@@ -475,7 +475,9 @@ def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.devic
     from .data import load_training_digits, training_dataset
     from .models import DigitClassifier, train_classifier
 
-    model = DigitClassifier(size=size)
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on `seed` only, not on what ran before
+        torch.manual_seed(seed)
+        model = DigitClassifier(size=size)
     config = classifier_config(size, epochs, seed, training_dataset(dataset, size, verbose=verbose))
 
     def train():
