@@ -101,6 +101,9 @@ def test_square_views_stack_and_keep_the_scene():
                                             align_corners=False)[0].clamp(0, 1)
     assert torch.allclose(views["coffee"], small[:, :, 16:80])
     assert torch.equal(data.load_photos(["moon"], side=512)["moon"], data.load_photos(["moon"])["moon"])
+    for side in (96, 288):  # the views notebooks 04 and 05 use (smoke; laptop and gpu)
+        for split in ("val", "test"):
+            assert {tuple(v.shape) for v in data.load_photos(split, side=side).values()} == {(3, side, side)}
     with pytest.raises(tl.TutorialError, match="smaller than the requested side"):
         data.load_photos(["coins"], side=320)
     with pytest.raises(tl.TutorialError, match="side must be"):
