@@ -399,7 +399,7 @@ def _get(cfg: Any, key: str, default: Any = _REQUIRED) -> Any:
 # fetched, else the embedded digits upsampled to 28x28.
 DIGITS_GAN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(dataset="digits", digit_size=8, classifier_epochs=3, z_dim=32, g_hidden=[128, 256],
-                  d_hidden=[256, 128], gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.995, gan_r1=1.0),
+                  d_hidden=[256, 128], gan_steps=300, gan_batch=64, gan_lr=5e-4, gan_ema=0.9, gan_r1=1.0),
     "laptop": dict(dataset="digits", digit_size=8, classifier_epochs=40, z_dim=32, g_hidden=[128, 256],
                    d_hidden=[256, 128], gan_steps=16000, gan_batch=64, gan_lr=5e-4, gan_ema=0.995, gan_r1=1.0),
     "gpu": dict(dataset="mnist", digit_size=28, classifier_epochs=60, z_dim=64, g_hidden=[256, 512],
@@ -484,7 +484,9 @@ def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.devic
         digits = load_training_digits(config["dataset"], size)
         return train_classifier(model, digits.x_train, digits.y_train, epochs=epochs, seed=seed, device=device)
 
-    res = checkpoints.load_or_train("digit_classifier", config, model, train, verbose=verbose)
+    # code=: this function builds the initial weights, so a change to it makes a new cache entry
+    res = checkpoints.load_or_train("digit_classifier", config, model, train, code=(pretrained_classifier,),
+                                    verbose=verbose)
     model.to(device).eval()
     return model, res
 
