@@ -82,7 +82,7 @@ def test_bounded_ascent_is_zero_beyond_the_input_error(pairs):
     identity = lambda z: z  # noqa: E731  the output equals the input: error == input error
     assert float(R.bounded_ascent_loss(identity, x, y)) == pytest.approx(0.0, abs=1e-7)
     perfect = lambda z: y  # noqa: E731
-    assert float(R.bounded_ascent_loss(perfect, x, y)) == pytest.approx(float(R.per_image_l1(x, y).mean()))
+    assert float(R.bounded_ascent_loss(perfect, x, y)) == pytest.approx(float(R.per_image_rmse(x, y).mean()), rel=1e-4)
     assert float(R.identity_forget_loss(identity, x)) == 0.0
     assert float(R.plain_ascent_loss(m, x, y).detach()) < 0
 
@@ -135,3 +135,59 @@ def test_forget_stops_before_applying_a_non_finite_loss(pairs):
                        batch_size=4, bounded_loss_fn=nan_loss)
     assert len(out["losses"]) == 1
     assert all(torch.equal(p, q) for p, q in zip(before, m.parameters()))
+
+
+def test_forget_records_its_terms_and_timed_seconds(pairs):
+    out = R.forget(small_model(), pairs.select("haze"), pairs.select(["noise", "rain"]), "bounded_ga", steps=3,
+                   batch_size=4)
+    assert [sorted(k for k, v in t.items() if v is not None) for t in out["terms"]] == [["adv", "forget"]] * 3
+    assert all(abs(t["forget"] + t["adv"] - loss) < 1e-5 for t, loss in zip(out["terms"], out["losses"]))
+    assert out["elapsed"] == sorted(out["elapsed"]) and out["elapsed"][-1] == pytest.approx(out["seconds"])
+    ft = R.forget(small_model(), pairs.select("haze"), pairs.select(["noise", "rain"]), "finetune", steps=2,
+                  batch_size=4)
+    assert all(t["forget"] is None and t["adv"] is None and t["retain"] > 0 for t in ft["terms"])
+
+
+def test_forget_rejects_bad_settings(pairs):
+    f, r = pairs.select("haze"), pairs.select(["noise", "rain"])
+    for bad in (dict(steps=0), dict(batch_size=0), dict(lr=0.0), dict(adv_source="test")):
+        with pytest.raises(tl.TutorialError):
+            R.forget(small_model(), f, r, "bounded_ga", **bad)
+
+
+def test_adversarial_examples_from_forget_inputs_stay_near_them(pairs, monkeypatch):
+    seen = []
+    real = R.pgd_attack
+
+    def spy(model, reference, x, **kw):
+        seen.append(x.clone())
+        return real(model, reference, x, **kw)
+
+    monkeypatch.setattr(R, "pgd_attack", spy)
+    f, r = pairs.select("haze"), pairs.select(["noise", "rain"])
+    R.forget(small_model(), f, r, "bounded_ga", steps=1, batch_size=len(f), adv_source="forget")
+    assert torch.equal(seen[0].sort(0).values, f.degraded.sort(0).values)   # the forget batch itself
+
+
+def test_membership_accuracy_separates_a_memorising_model(pairs):
+    members, non_members = pairs.select("haze"), pairs.select("rain")
+
+    class Oracle(torch.nn.Module):  # perfect on members, returns the input otherwise
+        def restore(self, x):
+            hit = (x[:, None] == members.degraded[None]).flatten(2).all(2).any(1)
+            out = x.clone()
+            for i in torch.nonzero(hit).flatten():
+                j = (x[i][None] == members.degraded).flatten(1).all(1).nonzero()[0, 0]
+                out[i] = members.clean[j]
+            return out
+
+    assert R.membership_accuracy(Oracle(), members, non_members) >= 5 / 6   # 6 held-out pairs
+    same = R.membership_accuracy(small_model(), members, members, seed=1)
+    assert 0.0 <= same <= 1.0
+    with pytest.raises(tl.TutorialError):
+        R.membership_accuracy(small_model(), members.select("haze"), pair_set_of_one(pairs))
+
+
+def pair_set_of_one(pairs):
+    idx = torch.tensor([0])
+    return type(pairs)(pairs.degraded[idx], pairs.clean[idx], pairs.task[idx], pairs.tasks)

@@ -8,7 +8,7 @@
 * :func:`evaluate` - per-task PSNR / SSIM, next to the degraded input's.
 * :func:`pgd_attack` - L-infinity PGD on the inputs that maximises the distance between the current
   model's output and a reference model's output.
-* Forgetting losses: :func:`bounded_ascent_loss` (gradient ascent clipped at the input's own error),
+* Forgetting losses: :func:`bounded_ascent_loss` (gradient ascent clipped at the input's own RMS error),
   :func:`identity_forget_loss` (output should equal the degraded input), :func:`plain_ascent_loss`,
   :func:`neggrad_plus_loss`, :func:`adversarial_regulariser`; :func:`forget` runs any of them.
 """
@@ -29,7 +29,18 @@ from .data import check_images
 from .degradations import PairSet
 from .errors import InputShapeError, TutorialError
 
-FORGET_METHODS = ("bounded_ga", "identity", "plain_ga", "neggrad_plus", "finetune")
+# name -> (forgetting term, uses the adversarial regulariser)
+FORGET_METHODS = {
+    "bounded_ga": ("bounded", True),        # ours: bounded ascent + adversarial regulariser
+    "ga_adv": ("ascent", True),             # closest to the paper: unbounded ascent + regulariser
+    "bounded_ga_only": ("bounded", False),  # ablation: no regulariser
+    "adv_only": (None, True),               # ablation: no forgetting term
+    "identity": ("identity", True),         # identity target + regulariser
+    "plain_ga": ("ascent", False),          # NegGrad: unbounded ascent on the forget set only
+    "neggrad_plus": ("neggrad_plus", False),
+    "finetune": ("retain", False),          # L1 on the retain set only
+}
+ADV_SOURCES = ("retain", "forget")
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -125,7 +136,11 @@ class AllInOneRestorer(nn.Module):
 
 
 # --------------------------------------------------------------------------------------- training
-def _batches(n: int, batch_size: int, gen: torch.Generator):
+def batch_indices(n: int, batch_size: int, gen: torch.Generator):
+    """Endless index batches: a fresh permutation of ``range(n)`` per epoch (from ``gen``), cut into
+    ``batch_size`` pieces; the incomplete last piece of an epoch is dropped."""
+    if n < 1 or not 1 <= batch_size <= n:
+        raise TutorialError(f"need 1 <= batch_size <= n, got batch_size={batch_size}, n={n}.")
     while True:
         order = torch.randperm(n, generator=gen)
         for i in range(0, n - batch_size + 1, batch_size):
@@ -155,7 +170,7 @@ def train_restorer(model: nn.Module, pairs: PairSet, *, steps: int = 1000, batch
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
-    batches = _batches(len(pairs), batch_size, gen)
+    batches = batch_indices(len(pairs), batch_size, gen)
     curve, running = [], 0.0
     for step in progress(range(steps), desc=desc):
         idx = next(batches)
@@ -174,8 +189,9 @@ def train_restorer(model: nn.Module, pairs: PairSet, *, steps: int = 1000, batch
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, pairs: PairSet, outputs: torch.Tensor | None = None) -> dict:
-    """Per-task metrics: ``{task: {"psnr", "ssim", "input_psnr", "input_ssim", "gain"}}`` (dB)."""
+def evaluate(model: nn.Module, pairs: PairSet, outputs: torch.Tensor | None = None, ssim: bool = True) -> dict:
+    """Per-task metrics: ``{task: {"psnr", "ssim", "input_psnr", "input_ssim", "gain", "psnr_to_input"}}``
+    (dB). ``ssim=False`` skips the two SSIM entries (a cheaper check inside training loops)."""
     from . import metrics
 
     _check_pairs(pairs)
@@ -187,9 +203,9 @@ def evaluate(model: nn.Module, pairs: PairSet, outputs: torch.Tensor | None = No
             continue
         y, x, o = pairs.clean[keep], pairs.degraded[keep], out[keep]
         p, pin = float(metrics.psnr(o, y)), float(metrics.psnr(x, y))
-        result[task] = {"psnr": p, "ssim": float(metrics.ssim(o, y)), "input_psnr": pin,
-                        "input_ssim": float(metrics.ssim(x, y)), "gain": p - pin,
-                        "psnr_to_input": float(metrics.psnr(o, x))}
+        result[task] = {"psnr": p, "input_psnr": pin, "gain": p - pin, "psnr_to_input": float(metrics.psnr(o, x))}
+        if ssim:
+            result[task].update(ssim=float(metrics.ssim(o, y)), input_ssim=float(metrics.ssim(x, y)))
     return result
 
 
@@ -242,6 +258,11 @@ def per_image_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().flatten(1).mean(1)
 
 
+def per_image_rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square difference per image (the error PSNR measures, in intensity units)."""
+    return (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12).sqrt()
+
+
 def plain_ascent_loss(model: nn.Module, x_f: torch.Tensor, y_f: torch.Tensor) -> torch.Tensor:
     """Unbounded gradient ascent: minimise ``-L1(model(x_f), y_f)`` (diverges)."""
     return -F.l1_loss(model(x_f), y_f)
@@ -250,10 +271,12 @@ def plain_ascent_loss(model: nn.Module, x_f: torch.Tensor, y_f: torch.Tensor) ->
 def bounded_ascent_loss(model: nn.Module, x_f: torch.Tensor, y_f: torch.Tensor,
                         margin: float = 1.0) -> torch.Tensor:
     """Gradient ascent clipped at the input's own error, per image:
-    ``mean_i relu(margin * L1(x_i, y_i) - L1(model(x_i), y_i))``; zero gradient once the output is as
-    far from the clean image as the degraded input is."""
-    bound = margin * per_image_l1(x_f, y_f)
-    return F.relu(bound - per_image_l1(model(x_f), y_f)).mean()
+    ``mean_i relu(margin * RMSE(x_i, y_i) - RMSE(model(x_i), y_i))``; zero gradient once the output is
+    as far from the clean image as the degraded input is. The error is the root-mean-square one, the
+    quantity PSNR measures, so "as far" means "no better PSNR than the input" (an L1 bound stops
+    earlier on sparse degradations such as rain, whose L1 error is small for its PSNR)."""
+    bound = margin * per_image_rmse(x_f, y_f)
+    return F.relu(bound - per_image_rmse(model(x_f), y_f)).mean()
 
 
 def identity_forget_loss(model: nn.Module, x_f: torch.Tensor) -> torch.Tensor:
@@ -279,15 +302,22 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
            beta: float = 0.95, device: torch.device | str = "cpu",
            monitor: Callable[[int, nn.Module], None] | None = None, monitor_every: int = 0,
            desc: str | None = None, bounded_loss_fn: Callable | None = None,
-           pgd_step_fn: Callable | None = None) -> dict:
+           pgd_step_fn: Callable | None = None, adv_source: str = "retain") -> dict:
     """Make ``model`` (in place) forget the degradation of ``forget_pairs``.
 
-    ``method``: ``"bounded_ga"`` (bounded ascent + adversarial regulariser), ``"identity"``
-    (identity target + adversarial regulariser), ``"plain_ga"`` (unbounded ascent on the forget set
+    ``method`` (see ``FORGET_METHODS``): ``"bounded_ga"`` (bounded ascent + adversarial
+    regulariser, ours), ``"ga_adv"`` (unbounded ascent + regulariser, closest to the paper),
+    ``"bounded_ga_only"`` and ``"adv_only"`` (ablations: one of the two terms), ``"identity"``
+    (identity target + regulariser), ``"plain_ga"`` (NegGrad: unbounded ascent on the forget set
     only), ``"neggrad_plus"``, ``"finetune"`` (L1 on the retain set only). A frozen copy of the model
-    at entry is the reference of the adversarial regulariser. Returns ``{"seconds", "losses"}``.
-    ``monitor(step, model)`` is called every ``monitor_every`` steps (and at step 0); its time is
-    not counted in ``seconds``. ``bounded_loss_fn(model, x_f, y_f, margin)`` and
+    at entry is the reference of the adversarial regulariser. ``adv_source``: the adversarial
+    examples start from retained inputs (``"retain"``, ours) or from forget inputs (``"forget"``,
+    as L2UL does, which needs no retained data).
+
+    Returns ``{"seconds", "losses", "terms", "elapsed"}``: total timed seconds, the loss of every
+    applied step, its terms (``{"forget", "adv", "retain"}``, each ``None`` when unused) and the
+    timed seconds elapsed after each step. ``monitor(step, model)`` is called every
+    ``monitor_every`` steps (and at step 0); its time is not counted. ``bounded_loss_fn(model, x_f, y_f, margin)`` and
     ``pgd_step_fn(x, delta, grad, eps, alpha)`` replace :func:`bounded_ascent_loss` and
     :func:`pgd_step` (e.g. by a reader's own). A non-finite loss stops the run *before* its step is
     applied, with a warning.
@@ -296,17 +326,22 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
 
     if method not in FORGET_METHODS:
         raise TutorialError(f"Unknown forgetting method {method!r}; choose one of {', '.join(FORGET_METHODS)}.")
+    if adv_source not in ADV_SOURCES:
+        raise TutorialError(f"adv_source must be one of {ADV_SOURCES}, got {adv_source!r}.")
+    if steps < 1 or batch_size < 1 or not lr > 0:
+        raise TutorialError(f"steps and batch_size must be >= 1 and lr > 0, got {steps}, {batch_size}, {lr}.")
     _check_pairs(forget_pairs, "forget_pairs")
     _check_pairs(retain_pairs, "retain_pairs")
+    term_kind, use_adv = FORGET_METHODS[method]
     gen = torch.Generator().manual_seed(int(seed))
     model.to(device)
     reference = copy.deepcopy(model).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    bf = _batches(len(forget_pairs), min(batch_size, len(forget_pairs)), gen)
-    br = _batches(len(retain_pairs), min(batch_size, len(retain_pairs)), gen)
-    losses, seconds = [], 0.0
+    bf = batch_indices(len(forget_pairs), min(batch_size, len(forget_pairs)), gen)
+    br = batch_indices(len(retain_pairs), min(batch_size, len(retain_pairs)), gen)
+    losses, records, elapsed, seconds = [], [], [], 0.0
     if monitor is not None and monitor_every:
         monitor(0, model)
     for step in progress(range(steps), desc=desc or f"forget ({method})"):
@@ -315,28 +350,67 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
         i_f, i_r = next(bf), next(br)
         x_f, y_f = forget_pairs.degraded[i_f].to(device), forget_pairs.clean[i_f].to(device)
         x_r, y_r = retain_pairs.degraded[i_r].to(device), retain_pairs.clean[i_r].to(device)
-        if method == "plain_ga":
-            loss = plain_ascent_loss(model, x_f, y_f)
-        elif method == "finetune":
-            loss = F.l1_loss(model(x_r), y_r)
-        elif method == "neggrad_plus":
-            loss = neggrad_plus_loss(model, x_r, y_r, x_f, y_f, beta)
-        else:
-            x_adv = pgd_attack(model, reference, x_r, eps=eps, steps=pgd_steps, gen=gen, step_fn=pgd_step_fn)
-            term = ((bounded_loss_fn or bounded_ascent_loss)(model, x_f, y_f, margin) if method == "bounded_ga"
-                    else identity_forget_loss(model, x_f))
-            loss = term + adv_weight * adversarial_regulariser(model, reference, x_adv)
+        terms = {"forget": None, "adv": None, "retain": None}
+        if term_kind == "bounded":
+            terms["forget"] = (bounded_loss_fn or bounded_ascent_loss)(model, x_f, y_f, margin)
+        elif term_kind == "ascent":
+            terms["forget"] = plain_ascent_loss(model, x_f, y_f)
+        elif term_kind == "identity":
+            terms["forget"] = identity_forget_loss(model, x_f)
+        elif term_kind == "retain":
+            terms["retain"] = F.l1_loss(model(x_r), y_r)
+        elif term_kind == "neggrad_plus":
+            terms["retain"] = beta * F.l1_loss(model(x_r), y_r)
+            terms["forget"] = -(1 - beta) * F.l1_loss(model(x_f), y_f)
+        if use_adv:
+            x_src = x_r if adv_source == "retain" else x_f
+            x_adv = pgd_attack(model, reference, x_src, eps=eps, steps=pgd_steps, gen=gen, step_fn=pgd_step_fn)
+            terms["adv"] = adv_weight * adversarial_regulariser(model, reference, x_adv)
+        loss = sum(v for v in terms.values() if v is not None)
         if not math.isfinite(loss.item()):
             warnings.warn(f"forget ({method}): the loss is {loss.item()} at step {step + 1}; stopping before "
                           f"this step is applied (the model keeps its weights of step {step}).", stacklevel=2)
-            losses.append(loss.item())
+            losses.append(loss.item())  # recorded, never applied
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         seconds += time.perf_counter() - start
         losses.append(loss.item())
+        records.append({k: (None if v is None else v.item()) for k, v in terms.items()})
+        elapsed.append(seconds)
         if monitor is not None and monitor_every and (step + 1) % monitor_every == 0:
             monitor(step + 1, model)
     model.eval()
-    return {"seconds": seconds, "losses": losses}
+    return {"seconds": seconds, "losses": losses, "terms": records, "elapsed": elapsed}
+
+
+# ------------------------------------------------------------------------------- membership test
+def per_image_loss(model: nn.Module, pairs: PairSet) -> torch.Tensor:
+    """Per-image L1 error of the model's restored output (the attacker's only feature)."""
+    _check_pairs(pairs)
+    return (model.restore(pairs.degraded) - pairs.clean).abs().flatten(1).mean(1)
+
+
+def membership_accuracy(model: nn.Module, members: PairSet, non_members: PairSet, seed: int = 0) -> float:
+    """Held-out accuracy of a logistic-regression attacker that tells ``members`` (training pairs) from
+    ``non_members`` by the per-image loss: ``n = min(len(members), len(non_members))`` of each, in a
+    seeded random order; the attacker is fitted on the first half (standardised by its mean and std)
+    and scored on the second.
+    About 0.5: the model behaves alike on both; near 1: it still carries a trace of its training set."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    n = min(len(members), len(non_members))
+    if n < 2:
+        raise TutorialError(f"need at least 2 members and 2 non-members, got {len(members)} and {len(non_members)}.")
+    a = rng.permutation(per_image_loss(model, members).numpy())[:n]
+    b = rng.permutation(per_image_loss(model, non_members).numpy())[:n]
+    x = np.concatenate([a, b])[:, None]
+    y = np.concatenate([np.ones(n), np.zeros(n)])
+    order = rng.permutation(2 * n)
+    x, y = x[order], y[order]
+    x = (x - x[:n].mean()) / (x[:n].std() + 1e-12)   # losses are ~0.01: standardise for the attacker
+    clf = LogisticRegression().fit(x[:n], y[:n])
+    return float(clf.score(x[n:], y[n:]))
