@@ -284,9 +284,16 @@ def identity_forget_loss(model: nn.Module, x_f: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(model(x_f), x_f)
 
 
+def neggrad_plus_terms(model: nn.Module, x_r, y_r, x_f, y_f,
+                       beta: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """NegGrad+'s two terms: ``(beta * L1(retain), -(1 - beta) * L1(forget))``."""
+    return beta * F.l1_loss(model(x_r), y_r), -(1 - beta) * F.l1_loss(model(x_f), y_f)
+
+
 def neggrad_plus_loss(model: nn.Module, x_r, y_r, x_f, y_f, beta: float = 0.95) -> torch.Tensor:
     """NegGrad+: ``beta * L1(retain) - (1 - beta) * L1(forget)``."""
-    return beta * F.l1_loss(model(x_r), y_r) - (1 - beta) * F.l1_loss(model(x_f), y_f)
+    retain, forget_term = neggrad_plus_terms(model, x_r, y_r, x_f, y_f, beta)
+    return retain + forget_term
 
 
 def adversarial_regulariser(model: nn.Module, reference: nn.Module, x_adv: torch.Tensor) -> torch.Tensor:
@@ -317,8 +324,8 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
     Returns ``{"seconds", "losses", "terms", "elapsed"}``: total timed seconds, the loss of every
     applied step, its terms (``{"forget", "adv", "retain"}``, each ``None`` when unused) and the
     timed seconds elapsed after each step. ``monitor(step, model)`` is called every
-    ``monitor_every`` steps (and at step 0); its time is not counted. ``bounded_loss_fn(model, x_f, y_f, margin)`` and
-    ``pgd_step_fn(x, delta, grad, eps, alpha)`` replace :func:`bounded_ascent_loss` and
+    ``monitor_every`` steps (and at step 0); its time is not counted.
+    ``bounded_loss_fn(model, x_f, y_f, margin)`` and ``pgd_step_fn(x, delta, grad, eps, alpha)`` replace :func:`bounded_ascent_loss` and
     :func:`pgd_step` (e.g. by a reader's own). A non-finite loss stops the run *before* its step is
     applied, with a warning.
     """
@@ -360,8 +367,7 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
         elif term_kind == "retain":
             terms["retain"] = F.l1_loss(model(x_r), y_r)
         elif term_kind == "neggrad_plus":
-            terms["retain"] = beta * F.l1_loss(model(x_r), y_r)
-            terms["forget"] = -(1 - beta) * F.l1_loss(model(x_f), y_f)
+            terms["retain"], terms["forget"] = neggrad_plus_terms(model, x_r, y_r, x_f, y_f, beta)
         if use_adv:
             x_src = x_r if adv_source == "retain" else x_f
             x_adv = pgd_attack(model, reference, x_src, eps=eps, steps=pgd_steps, gen=gen, step_fn=pgd_step_fn)
@@ -389,7 +395,7 @@ def forget(model: nn.Module, forget_pairs: PairSet, retain_pairs: PairSet, metho
 def per_image_loss(model: nn.Module, pairs: PairSet) -> torch.Tensor:
     """Per-image L1 error of the model's restored output (the attacker's only feature)."""
     _check_pairs(pairs)
-    return (model.restore(pairs.degraded) - pairs.clean).abs().flatten(1).mean(1)
+    return per_image_l1(model.restore(pairs.degraded), pairs.clean)
 
 
 def membership_accuracy(model: nn.Module, members: PairSet, non_members: PairSet, seed: int = 0) -> float:
