@@ -53,6 +53,21 @@ def test_classifier_frechet_distance_uses_features():
         metrics.classifier_frechet_distance(net, torch.rand(4, 1, 16, 16), x)
 
 
+def test_frechet_reference_matches_the_pairwise_distance_and_restores_training_mode():
+    net = models.DigitClassifier(size=8).train()
+    gen = torch.Generator().manual_seed(2)
+    ref_images, a, b = (torch.rand(48, 1, 8, 8, generator=gen) for _ in range(3))
+    reference = metrics.FrechetReference(net, ref_images)
+    for images in (a, b * 0.3):
+        assert reference.distance(images) == pytest.approx(
+            metrics.frechet_distance(metrics.classifier_features(net, images),
+                                     metrics.classifier_features(net, ref_images)), rel=1e-9)
+        assert reference.distance(images) == pytest.approx(metrics.classifier_frechet_distance(net, images, ref_images))
+    assert net.training
+    with pytest.raises(tl.InputShapeError, match="8x8"):
+        reference.distance(torch.rand(4, 1, 16, 16))
+
+
 def test_delta_e2000():
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert float(metrics.delta_e2000(x, x)) == pytest.approx(0.0, abs=1e-6)

@@ -110,18 +110,38 @@ def extract_features(feature_fn: Callable[[torch.Tensor], torch.Tensor], images:
     return torch.cat(out)
 
 
-def classifier_frechet_distance(classifier, images_a: torch.Tensor, images_b: torch.Tensor,
-                                batch_size: int = 512) -> float:
-    """Frechet distance in the feature space of ``classifier.features`` (not Inception FID)."""
+def classifier_features(classifier, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """(N, D) features ``classifier.features(images)``, in eval mode and in batches, on the CPU."""
     was_training = classifier.training
     classifier.eval()
     device = next(classifier.parameters()).device
-    fn = lambda x: classifier.features(x.to(device))  # noqa: E731
     try:
-        return frechet_distance(extract_features(fn, images_a, batch_size),
-                                extract_features(fn, images_b, batch_size))
+        return extract_features(lambda x: classifier.features(x.to(device)), images, batch_size)
     finally:
         classifier.train(was_training)
+
+
+class FrechetReference:
+    """A fixed reference set for many Frechet distances in ``classifier.features`` space: its
+    features and Gaussian statistics are computed once, here, not at every comparison."""
+
+    def __init__(self, classifier, images: torch.Tensor, batch_size: int = 512):
+        self.classifier, self.batch_size = classifier, batch_size
+        self.mean, self.cov = gaussian_stats(classifier_features(classifier, images, batch_size))
+
+    def distance(self, images: torch.Tensor) -> float:
+        """Frechet distance between ``images`` and the reference set."""
+        features = classifier_features(self.classifier, images, self.batch_size)
+        if features.shape[1] != self.mean.shape[0]:
+            raise InputShapeError(f"feature dimensions differ: {features.shape[1]} vs {self.mean.shape[0]}.")
+        return frechet_from_stats(*gaussian_stats(features), self.mean, self.cov)
+
+
+def classifier_frechet_distance(classifier, images_a: torch.Tensor, images_b: torch.Tensor,
+                                batch_size: int = 512) -> float:
+    """Frechet distance in the feature space of ``classifier.features`` (not Inception FID). To compare
+    many sets with one reference, build a :class:`FrechetReference` once instead."""
+    return FrechetReference(classifier, images_b, batch_size).distance(images_a)
 
 
 def delta_e2000(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
