@@ -66,7 +66,7 @@ def test_notebook_runs_at_smoke_and_widgets_never_hang(path, tmp_path):
     assert record["profile"] == "smoke" and record["claims"], "the claim cell did not record its claims"
 
 
-GPU_STEP_CAP = 10
+GPU_STEP_CAP = 5
 
 
 @pytest.mark.notebook

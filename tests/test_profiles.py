@@ -76,7 +76,7 @@ def test_step_cap_caps_work_settings_only(monkeypatch, capsys):
     assert profiles.resolve("gpu").gan_steps == 20000
     monkeypatch.setenv("TUTORIAL_MAX_STEPS", "10")
     cfg = profiles.resolve("gpu")
-    assert (cfg.gan_steps, cfg.classifier_epochs, cfg.n_pool, cfg.per_image) == (10, 2, 500, 20)   # epochs: smoke's 2
+    assert (cfg.gan_steps, cfg.classifier_epochs, cfg.n_pool, cfg.per_image) == (10, 2, 500, 10)   # epochs: smoke's 2
     assert (cfg.width, cfg.lr, cfg.tv_scale) == (32, 0.1, 0.5)     # architecture, rates and weights untouched
     assert (cfg.image_scale, cfg.noisy_reps, cfg.p_curve, cfg.gan_batch) == (0.25, 1, [1, 2], 8)   # sizes: smoke's
     assert "capped run of profile 'gpu'" in capsys.readouterr().out

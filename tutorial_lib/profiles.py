@@ -15,13 +15,13 @@ Unknown profile names and unknown override keys fail with a message that lists t
 
 **A capped run.** ``TUTORIAL_MAX_STEPS=N`` in the environment caps every setting of a profile that
 counts work: names ending in ``steps`` at ``N``, ``epochs`` at ``max(1, N // 10)``, sample counts
-(``n_...``) at ``50 N`` and patches per photo (``..._per_photo``, ``per_image``) at ``2 N``, but
+(``n_...``) at ``50 N`` and patches per photo (``..._per_photo``, ``per_image``) at ``N``, but
 never below the ``smoke`` profile's own value (the smallest amount of work known to give every
 later step something to work on: a GAN that draws digits at all, a classifier that labels them).
 Settings that set the size of the data or of a batch (``image_scale``, ``photo_scale``,
 ``..._reps``, ``batch``/``..._batch``, and the ``..._curve`` lists of values to sweep) take the
 ``smoke`` profile's value when it is smaller. Every other setting (architectures, patch sizes, data
-set, mixed precision) stays as the profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=10`` executes every code path of the
+set, mixed precision) stays as the profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=5`` executes every code path of the
 ``gpu`` profile on a CPU in seconds to minutes. Claims are then reported, not enforced.
 """
 
@@ -71,7 +71,7 @@ def capped_value(name: str, value: Any, cap: int, floor: Any = None) -> Any:
     elif name.startswith("n_"):
         limit = 50 * cap
     elif name.endswith(("_per_photo", "per_image")):
-        limit = 2 * cap
+        limit = cap
     else:
         return value
     if isinstance(floor, int) and not isinstance(floor, bool):
