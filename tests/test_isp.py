@@ -254,3 +254,10 @@ def test_checkerboard_patches_are_disjoint_seeded_and_checked():
         isp.checkerboard_patches({}, 0, p, 4)
     with pytest.raises(tl.InputShapeError):
         isp.checkerboard_patches({"small": torch.rand(3, 20, 20)}, 1, p, 4, block=16)
+
+
+def test_macs_per_megapixel_counts_transposed_convolutions():
+    # each of the 8x8 input positions feeds a 2x2 patch of 3 outputs from 4 channels: 48 MACs;
+    # 3072 MACs over a 16x16 Bayer image = 12 per Bayer pixel
+    up = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 3, 2, stride=2))
+    assert isp.macs_per_megapixel(up, raw_size=8) == pytest.approx(12e6)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputShapeError, TutorialError
+from .models import batched_apply, ema_model
 
 State = dict  # name -> tensor
 
@@ -99,12 +100,7 @@ def sample(G: Generator, z: torch.Tensor, batch_size: int = 2048) -> torch.Tenso
     if z.dtype != next(G.parameters()).dtype:
         raise InputShapeError(f"z has dtype {z.dtype}, but the generator's weights are "
                               f"{next(G.parameters()).dtype}: convert it first (z.float()).")
-    was = G.training
-    G.eval()
-    device = next(G.parameters()).device
-    out = torch.cat([G(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
-    G.train(was)
-    return out
+    return batched_apply(G, z, batch_size)
 
 
 sample_images = sample
@@ -154,10 +150,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
     if ema is not None and not 0.0 <= ema < 1.0:
         raise TutorialError(f"ema must be in [0, 1), got {ema!r}.")
-    avg = {k: v.detach().clone() for k, v in G.state_dict().items()} if ema else None
-    if avg is not None:
-        live = G.state_dict()
-        pairs = ([avg[k] for k in avg if avg[k].is_floating_point()], [live[k] for k in avg if avg[k].is_floating_point()])
+    avg = ema_model(G, ema, steps) if ema else None
     history: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": [], "penalty": []}
     start, cpu_start = time.perf_counter(), time.process_time()
     bar = progress(range(steps), desc=desc) if desc else range(steps)
@@ -182,8 +175,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
         (g_loss + pen).backward()
         opt_g.step()
         if avg is not None:
-            with torch.no_grad():
-                torch._foreach_lerp_(pairs[0], pairs[1], 1.0 - ema)  # avg <- ema * avg + (1 - ema) * theta
+            avg.update_parameters(G)  # avg <- ema * avg + (1 - ema) * theta
         if step % log_every == 0 or step == steps - 1:
             history["step"].append(step)
             history["d_loss"].append(float(d_loss.detach()))
@@ -194,7 +186,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
                     for name, value in monitor(step, G).items():
                         history.setdefault(name, []).append(float(value))
     if avg is not None:
-        G.load_state_dict(avg)
+        G.load_state_dict(avg.module.state_dict())
     G.eval()
     D.eval()
     history["seconds"] = time.perf_counter() - start

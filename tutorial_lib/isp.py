@@ -38,6 +38,7 @@ from torch import nn
 
 from .data import check_images, rgb_to_gray
 from .errors import InputShapeError, TutorialError
+from .models import batched_apply
 
 
 
@@ -191,29 +192,18 @@ class EfficientISP(nn.Module):
 def macs_per_megapixel(model: nn.Module, raw_size: int = 32) -> float:
     """Multiply-accumulates per RAW megapixel (one Bayer pixel = one output RGB pixel).
 
-    Counted with forward hooks on every Conv2d / Linear for a packed RAW of
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (every convolution, transposed
+    convolution and matrix product; one multiply-accumulate = 2 FLOPs) on a packed RAW of
     ``raw_size x raw_size`` (i.e. a ``2 raw_size`` square Bayer image).
     """
-    macs = [0]
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(mod, inp, out):
-        k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-        macs[0] += out[0].numel() * k
-
-    def lin_hook(mod, inp, out):
-        macs[0] += out[0].numel() * mod.in_features
-
-    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    hooks += [m.register_forward_hook(lin_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    counter = FlopCounterMode(display=False)
     device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 4, raw_size, raw_size, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 4, raw_size, raw_size, device=device))
     bayer_pixels = (2 * raw_size) ** 2
-    return macs[0] * 1e6 / bayer_pixels
+    return counter.get_total_flops() / 2 * 1e6 / bayer_pixels
 
 
 # ------------------------------------------------------------------------------------------- losses
@@ -621,12 +611,7 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
 def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """Run ``isp`` on RAW images in batches (eval mode, no gradients); result on the CPU, in [0, 1]."""
     check_images(raw, channels=4, name="raw", like=isp)
-    device = next(isp.parameters()).device
-    was = isp.training
-    isp.eval()
-    out = torch.cat([isp(raw[i:i + batch].to(device)).float().clamp(0, 1).cpu() for i in range(0, len(raw), batch)])
-    isp.train(was)
-    return out
+    return batched_apply(isp, raw, batch, fn=lambda x: isp(x).float().clamp(0, 1))
 
 
 __all__ = [

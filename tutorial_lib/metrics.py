@@ -17,6 +17,7 @@ import torch
 
 from .data import check_images
 from .errors import InputShapeError
+from .models import evaluating, model_device
 
 
 def _pair(pred: torch.Tensor, target: torch.Tensor, channels=None) -> None:
@@ -112,13 +113,9 @@ def extract_features(feature_fn: Callable[[torch.Tensor], torch.Tensor], images:
 
 def classifier_features(classifier, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """(N, D) features ``classifier.features(images)``, in eval mode and in batches, on the CPU."""
-    was_training = classifier.training
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    try:
+    device = model_device(classifier)
+    with evaluating(classifier):
         return extract_features(lambda x: classifier.features(x.to(device)), images, batch_size)
-    finally:
-        classifier.train(was_training)
 
 
 class FrechetReference:

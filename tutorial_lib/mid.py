@@ -27,6 +27,7 @@ from torch import nn
 
 from .data import check_images
 from .models import count_parameters  # re-exported: notebook 04 calls mid.count_parameters
+from .models import evaluating, model_device
 from .errors import InputShapeError, TutorialError
 
 
@@ -326,15 +327,12 @@ def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[
 
 # --------------------------------------------------------------------------------------- inference
 def _prepare(model: nn.Module, y: torch.Tensor, alpha: float, masks: int):
-    """Validate the inputs of an inference call, put the model in eval mode; return
-    ``(alpha, was_training, device)``."""
+    """Validate the inputs of an inference call; return ``(alpha, device)``."""
     alpha = _check_alpha(alpha)
     check_images(y, name="y", like=model)
     if masks < 1:
         raise TutorialError(f"masks (P) must be >= 1, got {masks}.")
-    was_training = model.training
-    model.eval()
-    return alpha, was_training, next(model.parameters()).device
+    return alpha, model_device(model)
 
 
 @torch.no_grad()
@@ -344,17 +342,17 @@ def denoise(model: nn.Module, y: torch.Tensor, alpha: float = 0.0, masks: int = 
 
     ``y`` is (N, C, H, W) with even H, W; the result is on ``y``'s device, clamped to [0, 1].
     """
-    alpha, was_training, device = _prepare(model, y, alpha, masks)
+    alpha, device = _prepare(model, y, alpha, masks)
     passes = 1 if alpha == 0.0 else int(masks)
     outs = []
-    for i in range(0, len(y), batch):
-        chunk = y[i:i + batch].to(device)
-        acc = torch.zeros_like(chunk)
-        for _ in range(passes):
-            masked, mask = mask_input(chunk, alpha, gen)
-            acc += model(masked, mask)
-        outs.append((acc / passes).clamp(0, 1).to(y.device))
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(y), batch):
+            chunk = y[i:i + batch].to(device)
+            acc = torch.zeros_like(chunk)
+            for _ in range(passes):
+                masked, mask = mask_input(chunk, alpha, gen)
+                acc += model(masked, mask)
+            outs.append((acc / passes).clamp(0, 1).to(y.device))
     return torch.cat(outs)
 
 
@@ -374,20 +372,20 @@ def denoise_blind(model: nn.Module, y: torch.Tensor, alpha: float, masks: int,
     """
     if _check_alpha(alpha) == 0.0:
         raise TutorialError("denoise_blind needs alpha > 0 (with alpha = 0 no pixel is ever hidden).")
-    alpha, was_training, device = _prepare(model, y, alpha, masks)
+    alpha, device = _prepare(model, y, alpha, masks)
     outs = []
-    for i in range(0, len(y), batch):
-        chunk = y[i:i + batch].to(device)
-        total, hidden, count = torch.zeros_like(chunk), torch.zeros_like(chunk), torch.zeros_like(chunk[:, :1])
-        for _ in range(int(masks)):
-            masked, mask = mask_input(chunk, alpha, gen)
-            pred = model(masked, mask)
-            total += pred
-            hidden += pred * (1 - mask)
-            count += 1 - mask
-        out = torch.where(count > 0, hidden / count.clamp(min=1), total / masks)
-        outs.append(out.clamp(0, 1).to(y.device))
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(y), batch):
+            chunk = y[i:i + batch].to(device)
+            total, hidden, count = torch.zeros_like(chunk), torch.zeros_like(chunk), torch.zeros_like(chunk[:, :1])
+            for _ in range(int(masks)):
+                masked, mask = mask_input(chunk, alpha, gen)
+                pred = model(masked, mask)
+                total += pred
+                hidden += pred * (1 - mask)
+                count += 1 - mask
+            out = torch.where(count > 0, hidden / count.clamp(min=1), total / masks)
+            outs.append(out.clamp(0, 1).to(y.device))
     return torch.cat(outs)
 
 

@@ -1,12 +1,78 @@
-"""Small networks shared by several notebooks."""
+"""Small networks shared by several notebooks, and the two helpers every module uses to run a
+model for evaluation: :func:`evaluating` (eval mode, restored afterwards even on an error) and
+:func:`batched_apply` (no gradients, in batches, on the model's device)."""
 
 from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from .data import check_images
-from .errors import InputShapeError
+from .errors import InputShapeError, TutorialError
+
+
+@contextmanager
+def evaluating(*models: nn.Module) -> Iterator[None]:
+    """Put ``models`` in eval mode for the ``with`` block, then give each back the mode it had
+    (also when the block raises)."""
+    modes = [m.training for m in models]
+    try:
+        for m in models:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a model without parameters)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def batched_apply(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
+                  fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  out_device: torch.device | str | None = "cpu") -> torch.Tensor:
+    """``fn(chunk)`` (default: ``model(chunk)``) over ``x`` in chunks of ``batch_size``, with
+    ``model`` in eval mode and no gradients; each chunk moves to the model's device and each result
+    to ``out_device`` (``None``: left where it is); the results are concatenated along dim 0."""
+    if batch_size < 1:
+        raise TutorialError(f"batch_size must be >= 1, got {batch_size!r}.")
+    fn = model if fn is None else fn
+    device = model_device(model)
+    with evaluating(model):
+        outs = [fn(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    if out_device is not None:
+        outs = [o.to(out_device) for o in outs]
+    return torch.cat(outs)
+
+
+def ema_model(model: nn.Module, decay: float, steps: int | None = None) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights (``torch.optim.swa_utils.AveragedModel``
+    with ``get_ema_multi_avg_fn``), started at its current weights: after each optimiser step call
+    ``avg.update_parameters(model)``, which does ``avg <- decay * avg + (1 - decay) * weights``;
+    ``avg.module`` is the averaged network.
+
+    The average forgets its start over about 1 / (1 - decay) updates. With ``steps`` (the updates
+    that will follow) below that horizon, a warning says how much of the starting weights the final
+    average still holds (decay ** steps)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    if not 0.0 <= decay < 1.0:
+        raise TutorialError(f"The EMA decay must be in [0, 1), got {decay!r}.")
+    avg = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    avg.update_parameters(model)  # the first update copies: the average starts at the current weights
+    if steps is not None and steps < 1.0 / (1.0 - decay):
+        warnings.warn(f"An EMA with decay {decay} averages over about {1 / (1 - decay):.0f} steps, but only {steps} "
+                      f"follow: the final average still holds {decay ** steps:.0%} of the starting weights.",
+                      stacklevel=2)
+    return avg
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
@@ -43,15 +109,9 @@ class DigitClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(x))
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        was = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        labels = torch.cat([self(x[i:i + batch_size].to(device)).argmax(1).cpu()
-                            for i in range(0, len(x), batch_size)])
-        self.train(was)
-        return labels
+        """Predicted labels (eval mode, no gradients, in batches), on the CPU."""
+        return batched_apply(self, x, batch_size, fn=lambda xb: self(xb).argmax(1))
 
 
 def train_classifier(model: DigitClassifier, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,

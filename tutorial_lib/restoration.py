@@ -28,6 +28,7 @@ from torch import nn
 from .data import check_images
 from .degradations import PairSet
 from .errors import InputShapeError, TutorialError
+from .models import batched_apply, evaluating
 
 # name -> (forgetting term, uses the adversarial regulariser)
 FORGET_METHODS = {
@@ -126,13 +127,7 @@ class AllInOneRestorer(nn.Module):
     def restore(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """The restored batch (eval mode, no gradients, in batches on the model's device), on the CPU."""
         check_images(x, channels=3, name="x", like=self)
-        was = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        out = torch.cat([self(x[i:i + batch_size].to(device)).clamp(0, 1).cpu()
-                         for i in range(0, len(x), batch_size)])
-        self.train(was)
-        return out
+        return batched_apply(self, x, batch_size, fn=lambda xb: self(xb).clamp(0, 1))
 
 
 # --------------------------------------------------------------------------------------- training
@@ -236,20 +231,18 @@ def pgd_attack(model: nn.Module, reference: nn.Module, x: torch.Tensor, *, eps: 
     else:
         delta = ((torch.rand(x.shape, generator=gen) * 2 - 1) * eps).to(x.device)
     delta = ((x + delta).clamp(0, 1) - x).detach()
-    was = model.training
-    model.eval()
-    for step in range(steps):
-        delta.requires_grad_(True)
-        xa = x + delta
-        # the gradient flows through both networks: we want the input direction that
-        # separates them, not the one that changes the model's output (which the reference shares)
-        loss = F.l1_loss(model(xa), reference(xa))
-        grad, = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta = (step_fn or pgd_step)(x, delta, grad, eps, alpha)
-        if history is not None:
-            history.append({"step": step + 1, "loss": loss.item(), "delta_linf": float(delta.abs().max())})
-    model.train(was)
+    with evaluating(model):
+        for step in range(steps):
+            delta.requires_grad_(True)
+            xa = x + delta
+            # the gradient flows through both networks: we want the input direction that
+            # separates them, not the one that changes the model's output (which the reference shares)
+            loss = F.l1_loss(model(xa), reference(xa))
+            grad, = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                delta = (step_fn or pgd_step)(x, delta, grad, eps, alpha)
+            if history is not None:
+                history.append({"step": step + 1, "loss": loss.item(), "delta_linf": float(delta.abs().max())})
     return (x + delta).detach()
 
 

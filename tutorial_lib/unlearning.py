@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import InputShapeError, TutorialError
+from .models import batched_apply
 from .gan import (Discriminator, Generator, clone_state, ewc_penalty, fisher_diagonal, latents, sample,
                   train_gan)
 
@@ -144,12 +145,7 @@ def split_generated(G: Generator, classifier, forget_class: int, n: int, seed: i
     if positive_max_prob is not None and not 0.0 < positive_max_prob <= 1.0:
         raise TutorialError(f"positive_max_prob must be in (0, 1], got {positive_max_prob!r}.")
     x = sample(G, latents(n, G.z_dim, seed, next(G.parameters()).device))
-    with torch.no_grad():
-        device = next(classifier.parameters()).device
-        was = classifier.training
-        classifier.eval()
-        logits = torch.cat([classifier(x[i:i + 1024].to(device)).cpu() for i in range(0, n, 1024)])
-        classifier.train(was)
+    logits = batched_apply(classifier, x, 1024)
     is_neg = logits.argmax(1) == forget_class
     if int(is_neg.sum()) < min_negatives:
         print(f"only {int(is_neg.sum())} of {n} samples are labelled {forget_class}; using the {min_negatives} "
