@@ -56,14 +56,44 @@ def test_same_seed_same_numbers():
 def test_progress_is_quiet_under_smoke_in_ci(monkeypatch):
     from tutorial_lib.profiles import ProfileSet
 
-    ProfileSet("q", smoke={}, laptop={}, gpu={}).resolve("smoke")
+    profiles = ProfileSet("q", smoke={}, laptop={}, gpu={})
     monkeypatch.delenv("TUTORIAL_QUIET", raising=False)
     monkeypatch.setenv("CI", "true")
+    tl.start(profiles, "smoke", device="cpu")
     assert runtime.quiet() and tl.progress(range(3)).disable
+    profiles.resolve("laptop")  # resolving a profile elsewhere does not change it: start() says
+    assert runtime.quiet()
     monkeypatch.delenv("CI")
+    tl.start(profiles, "smoke", device="cpu")
     assert not runtime.quiet()
     monkeypatch.setenv("TUTORIAL_QUIET", "1")
     assert runtime.quiet()
+    monkeypatch.setenv("CI", "true")
+    tl.start(profiles, "laptop", device="cpu")
+    monkeypatch.delenv("TUTORIAL_QUIET")
+    assert not runtime.quiet()
+
+
+def test_start_sets_up_a_notebook(monkeypatch, tmp_path):
+    from tutorial_lib.profiles import ProfileSet
+
+    monkeypatch.setenv("TUTORIAL_RESULTS_DIR", str(tmp_path))
+    threads = torch.get_num_threads()
+    profiles = ProfileSet("nb_q", smoke={"steps": 1}, laptop={"steps": 5}, gpu={"steps": 9})
+    try:
+        cfg, device, run = tl.start(profiles, "laptop", seed=3, device="cpu", threads=1)
+        assert (cfg.name, cfg.steps, device.type, torch.get_num_threads()) == ("laptop", 5, "cpu", 1)
+        assert run.notebook == "nb_q"
+        first = torch.rand(3)
+        tl.start(profiles, "laptop", seed=3, device="cpu")
+        assert torch.equal(first, torch.rand(3))  # seeded
+    finally:
+        torch.set_num_threads(threads)
+    for bad in (0, 1.5, True):
+        with pytest.raises(tl.TutorialError, match="threads"):
+            tl.start(profiles, "laptop", device="cpu", threads=bad)
+    with pytest.raises(tl.ProfileError):
+        tl.start(profiles, "laptopp")
 
 
 def test_environment_report_and_version_check(capsys):

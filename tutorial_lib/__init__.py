@@ -28,6 +28,7 @@ from .errors import (  # noqa: E402
 from .checkpoints import set_retrain  # noqa: E402
 from .profiles import ProfileSet, Config, PROFILE_NAMES, default_profile  # noqa: E402
 from .runtime import (  # noqa: E402
+    start,
     pick_device,
     seed_everything,
     make_generator,
@@ -48,6 +49,7 @@ __all__ = [
     "Config",
     "PROFILE_NAMES",
     "default_profile",
+    "start",
     "pick_device",
     "seed_everything",
     "make_generator",

@@ -78,10 +78,6 @@ def capped_value(name: str, value: Any, cap: int, floor: Any = None) -> Any:
         limit = max(limit, floor)
     return min(value, limit)
 
-# The profile that was resolved last in this process; progress bars use it to stay quiet in CI.
-_ACTIVE: dict[str, Any] = {"name": None}
-
-
 def check_profile_name(name: str) -> str:
     """Return ``name`` if it is a valid profile, else raise :class:`ProfileError` listing them."""
     if not isinstance(name, str) or name.strip().lower() not in PROFILE_NAMES:
@@ -102,11 +98,6 @@ def default_profile() -> str:
         return check_profile_name(value)
     except ProfileError as err:
         raise ProfileError(f"The environment variable {ENV_VAR}={value!r} is invalid. {err}") from None
-
-
-def active_profile() -> str | None:
-    """Name of the profile resolved last in this process (``None`` before any)."""
-    return _ACTIVE["name"]
 
 
 def _same_kind(default: Any, value: Any) -> bool:
@@ -223,7 +214,6 @@ class ProfileSet:
         name = check_profile_name(default_profile() if name is None else name)
         base = self._profiles[name]
         _check_overrides(base, overrides)
-        _ACTIVE["name"] = name
         values = {**base, **overrides}
         cap = step_cap()
         if cap is not None:

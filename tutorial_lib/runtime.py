@@ -1,4 +1,5 @@
-"""Device choice, seeds, progress bars and the environment report."""
+"""The start of every notebook (:func:`start`): device choice, thread policy, seeds, progress
+bars; and the environment report."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import numpy as np
 import torch
 
 from .errors import TutorialError
-from .profiles import active_profile
 
 _DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -83,14 +83,24 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return gen
 
 
+_QUIET = {"flag": False}
+
+
+def set_quiet(flag: bool) -> None:
+    """Silence (``True``) or show (``False``) the progress bars of this process; :func:`start` sets
+    it from the profile (quiet for ``smoke`` in CI)."""
+    _QUIET["flag"] = bool(flag)
+
+
 def quiet() -> bool:
-    """True when progress bars should stay silent: ``TUTORIAL_QUIET=1``, or the smoke profile in CI."""
+    """True when progress bars should stay silent: ``TUTORIAL_QUIET=1`` (``0`` shows them whatever
+    was set), else what :func:`set_quiet` set last (``False`` before any call)."""
     flag = os.environ.get("TUTORIAL_QUIET", "").strip().lower()
     if flag in ("1", "true", "yes"):
         return True
     if flag in ("0", "false", "no"):
         return False
-    return bool(os.environ.get("CI")) and active_profile() == "smoke"
+    return _QUIET["flag"]
 
 
 def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None,
@@ -102,6 +112,34 @@ def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None
         disable = quiet()
     return tqdm(iterable, total=total, desc=desc, disable=disable, leave=kwargs.pop("leave", True),
                 dynamic_ncols=True, **kwargs)
+
+
+def start(profiles, profile: str | None = None, *, seed: int = 0, device: str | torch.device = "auto",
+          retrain: bool = False, threads: int | None = None):
+    """Everything a notebook does before its first experiment, in one call; returns
+    ``(cfg, device, run)``.
+
+    In order: resolve ``profile`` in ``profiles`` (a :class:`~tutorial_lib.profiles.ProfileSet`;
+    ``None``: ``TUTORIAL_PROFILE`` or ``laptop``); pick the device (:func:`pick_device`); on a CPU
+    with ``threads`` given, use that many torch threads (1 for networks so small that extra
+    threads only wait on each other); seed Python, NumPy and torch (:func:`seed_everything`);
+    set the checkpoint cache's retrain flag; silence progress bars for ``smoke`` in CI
+    (:func:`set_quiet`); open the notebook's :class:`~tutorial_lib.results.Results` (named after
+    the profile set), which records every metric and claim of the run.
+    """
+    from .checkpoints import set_retrain
+    from .results import Results
+
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise TutorialError(f"threads must be a positive integer or None, got {threads!r}.")
+    cfg = profiles.resolve(profile)
+    chosen = pick_device(device)
+    if threads is not None and chosen.type == "cpu":
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    set_retrain(retrain)
+    set_quiet(bool(os.environ.get("CI")) and cfg.name == "smoke")
+    return cfg, chosen, Results(profiles.notebook, cfg, seed=seed, device=chosen)
 
 
 def _version(name: str) -> str:
