@@ -108,3 +108,27 @@ def test_square_views_stack_and_keep_the_scene():
         data.load_photos(["coins"], side=320)
     with pytest.raises(tl.TutorialError, match="side must be"):
         data.load_photos("test", side=0)
+
+
+def test_crop_box_draws_top_then_left_inside_the_image():
+    gen = torch.Generator().manual_seed(3)
+    boxes = [data.crop_box(10, 7, (4, 2), gen) for _ in range(200)]
+    assert all(0 <= t <= 6 and 0 <= l <= 5 for t, l in boxes)
+    assert {t for t, _ in boxes} == set(range(7)) and {l for _, l in boxes} == set(range(6))
+    gen, ref = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    top, left = data.crop_box(9, 9, 3, gen)
+    assert (top, left) == (int(torch.randint(0, 7, (1,), generator=ref)), int(torch.randint(0, 7, (1,), generator=ref)))
+    with pytest.raises(tl.InputShapeError, match="does not fit"):
+        data.crop_box(4, 8, 5, gen)
+
+
+def test_random_crops_are_the_crop_box_draws_of_their_seed():
+    images = [torch.rand(2, 9, 11), torch.rand(2, 12, 8)]
+    crops = data.random_crops(images, 5, 2, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    expected = []
+    for im in images:
+        for _ in range(2):
+            top, left = data.crop_box(im.shape[1], im.shape[2], 5, gen)
+            expected.append(im[:, top:top + 5, left:left + 5])
+    assert torch.equal(crops, torch.stack(expected))

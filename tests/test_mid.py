@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tutorial_lib as tl
-from tutorial_lib import mid
+from tutorial_lib import data, mid
 
 
 def gen(seed=0):
@@ -256,11 +256,11 @@ def test_estimate_sigma_and_classical():
 def test_small_helpers():
     assert mid.even_crop(torch.zeros(3, 7, 9)).shape == (3, 4, 8)
     images = [torch.rand(3, 10, 12), torch.rand(3, 12, 10)]
-    crops, partner = mid.crops_from_images(images, 8, 3, seed=0, partners=[i * 2 for i in images])
+    crops, partner = data.random_crops(images, 8, 3, seed=0, partners=[i * 2 for i in images])
     assert crops.shape == partner.shape == (6, 3, 8, 8)
     assert torch.allclose(partner, crops * 2)
     with pytest.raises(tl.InputShapeError):
-        mid.crops_from_images(images, 16, 1, seed=0)
+        data.random_crops(images, 16, 1, seed=0)
     with pytest.raises(tl.InputShapeError):
         mid.psnr_list([images[0]], [])
     assert mid.ssim_list(images, images) == pytest.approx(1.0, abs=1e-4)

@@ -85,3 +85,13 @@ def test_every_known_failure_is_listed_in_the_readme():
             declared.append(path.stem)
     listed = re.findall(r"^\| `(\d\d_\w+)` \|", table, flags=re.M)
     assert sorted(listed) == declared, f"README lists {listed}, notebooks declare {declared}"
+
+
+def test_package_docstring_lists_every_module():
+    from pathlib import Path
+
+    import tutorial_lib
+
+    modules = {p.stem for p in Path(tutorial_lib.__file__).parent.glob("*.py") if p.stem != "__init__"}
+    missing = sorted(m for m in modules if f":mod:`tutorial_lib.{m}`" not in tutorial_lib.__doc__)
+    assert not missing, f"tutorial_lib's docstring does not list {missing}"

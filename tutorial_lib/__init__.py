@@ -1,18 +1,34 @@
 """tutorial_lib: the tested helper library behind the notebook course.
 
-One module per concern:
+What the notebooks use:
 
-* :mod:`tutorial_lib.profiles`     validated ``smoke`` / ``laptop`` / ``gpu`` configurations
-* :mod:`tutorial_lib.runtime`      device choice, seeds, progress bars, environment report
-* :mod:`tutorial_lib.checkpoints`  atomic, config-checked checkpoint cache
-* :mod:`tutorial_lib.data`         offline data that ships inside installed packages
-* :mod:`tutorial_lib.public_data`  checksum-verified downloads of public data sets and weights
-* :mod:`tutorial_lib.metrics`      PSNR, SSIM, classifier-feature Frechet distance, Delta E 2000
-* :mod:`tutorial_lib.plots`        image grids, before/after panels, one plotting style
-* :mod:`tutorial_lib.results`      claim cells: record, check and display a notebook's claims
-* :mod:`tutorial_lib.nbtools`      notebook hygiene (output stripping, structure checks)
+* :mod:`tutorial_lib.runtime`       ``start()`` (the setup call of every notebook), device choice,
+  seeds, progress bars, environment report
+* :mod:`tutorial_lib.profiles`      validated ``smoke`` / ``laptop`` / ``gpu`` configurations
+* :mod:`tutorial_lib.checkpoints`   atomic, config- and code-checked checkpoint cache
+* :mod:`tutorial_lib.results`       claim cells: record, check and display a notebook's claims
+* :mod:`tutorial_lib.data`          offline data that ships inside installed packages, crops, splits
+* :mod:`tutorial_lib.public_data`   checksum-verified downloads of public data sets and weights
+* :mod:`tutorial_lib.models`        the digit classifier; ``evaluating``, ``batched_apply``, ``ema_model``
+* :mod:`tutorial_lib.metrics`       PSNR, SSIM, classifier-feature Frechet distance, Delta E 2000
+* :mod:`tutorial_lib.plots`         one plotting style, image grids, panels, the widget pattern
+* :mod:`tutorial_lib.checks`        exercise checks: the reader's function against the library's
+* :mod:`tutorial_lib.gan`           small GANs, their training loop, parameter-space arithmetic (01, 02)
+* :mod:`tutorial_lib.unlearning`    adapt-then-unlearn: repulsion losses, PUL, stages 1 and 2 (02)
+* :mod:`tutorial_lib.degradations`  synthetic noise, rain and haze (03)
+* :mod:`tutorial_lib.restoration`   the all-in-one restorer and forgetting one of its tasks (03)
+* :mod:`tutorial_lib.camera`        unprocessing sRGB to RAW, sensor noise, a classic ISP (04, 05)
+* :mod:`tutorial_lib.mid`           mask, inpaint and denoise with a refined noise sampler (04)
+* :mod:`tutorial_lib.isp`           a learned ISP trained without aligned pairs (05)
 
-Method modules (one per notebook) build on these.
+The course tools (command line and tests):
+
+* :mod:`tutorial_lib.runner`        execute notebooks with papermill, print the claims table
+* :mod:`tutorial_lib.robust`        run a notebook over its ``ROBUST_GRID`` and count where claims hold
+* :mod:`tutorial_lib.report`        a static HTML site of the executed notebooks
+* :mod:`tutorial_lib.student`       the student edition (solutions removed)
+* :mod:`tutorial_lib.nbtools`       notebook hygiene (output stripping, structure checks)
+* :mod:`tutorial_lib.errors`        the reader-facing exceptions
 """
 
 __version__ = "0.1.0"

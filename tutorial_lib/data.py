@@ -294,6 +294,41 @@ class PatchData:
         return f"PatchData({self.split}: {len(self)} x {tuple(self.patches.shape[1:])})"
 
 
+def crop_box(height: int, width: int, size: int | tuple[int, int], gen: torch.Generator) -> tuple[int, int]:
+    """The top-left corner ``(top, left)`` of a uniformly random ``size`` crop (an int for a square,
+    or ``(h, w)``) inside a ``height x width`` image, drawn from ``gen`` (top first, then left).
+    Every random crop of the library goes through this one draw."""
+    ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if ch > height or cw > width:
+        raise InputShapeError(f"A {ch}x{cw} crop does not fit in a {height}x{width} image.")
+    top = int(torch.randint(0, height - ch + 1, (1,), generator=gen))
+    left = int(torch.randint(0, width - cw + 1, (1,), generator=gen))
+    return top, left
+
+
+def random_crops(images: Sequence[torch.Tensor], size: int, per_image: int, seed: int,
+                 partners: Sequence[torch.Tensor] | None = None):
+    """``per_image`` random ``size`` crops from each (C, H, W) image, at the same places in ``partners``.
+
+    Returns an (N, C, size, size) batch, or a pair of batches when ``partners`` is given; the draw
+    depends only on ``seed``.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    a, b = [], []
+    for i, im in enumerate(images):
+        h, w = im.shape[-2:]
+        if h < size or w < size:
+            raise InputShapeError(f"image {i} ({h}x{w}) is smaller than the crop size {size}.")
+        for _ in range(per_image):
+            top, left = crop_box(h, w, size, gen)
+            a.append(im[:, top:top + size, left:left + size])
+            if partners is not None:
+                b.append(partners[i][:, top:top + size, left:left + size])
+    if partners is None:
+        return torch.stack(a)
+    return torch.stack(a), torch.stack(b)
+
+
 def photo_patches(split: str | Sequence[str] = "train", patch_size: int = 48, per_image: int = 64,
                   seed: int = 0, gray: bool = False, scale: float = 1.0,
                   min_std: float = 0.0) -> PatchData:
@@ -319,8 +354,7 @@ def photo_patches(split: str | Sequence[str] = "train", patch_size: int = 48, pe
             raise TutorialError(f"Photo {name!r} ({h}x{w}) is smaller than the patch size {patch_size}.")
         for _ in range(per_image):
             for _attempt in range(8):
-                top = int(torch.randint(0, h - patch_size + 1, (1,), generator=gen))
-                left = int(torch.randint(0, w - patch_size + 1, (1,), generator=gen))
+                top, left = crop_box(h, w, patch_size, gen)
                 patch = image[:, top:top + patch_size, left:left + patch_size]
                 if float(patch.std()) >= min_std:
                     break

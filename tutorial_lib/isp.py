@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import check_images, rgb_to_gray
+from .data import check_images, crop_box, rgb_to_gray
 from .errors import InputShapeError, TutorialError
 from .models import batched_apply
 
@@ -117,8 +117,8 @@ def checkerboard_patches(photos: Mapping[str, torch.Tensor], parity: int, patch_
             raise InputShapeError(f"Photo {name!r} ({h}x{w}) has no {block}x{block} cell of parity {parity}.")
         for _ in range(per_image):
             r, c = cells[int(torch.randint(0, len(cells), (1,), generator=gen))]
-            top = r * block + int(torch.randint(0, block - patch_size + 1, (1,), generator=gen))
-            left = c * block + int(torch.randint(0, block - patch_size + 1, (1,), generator=gen))
+            top, left = crop_box(block, block, patch_size, gen)  # inside the cell
+            top, left = r * block + top, c * block + left
             out.append(image[:, top:top + patch_size, left:left + patch_size])
     return torch.stack(out).contiguous()
 

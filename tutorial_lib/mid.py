@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import check_images
+from .data import check_images, crop_box
 from .models import count_parameters  # re-exported: notebook 04 calls mid.count_parameters
 from .models import evaluating, model_device
 from .errors import InputShapeError, TutorialError
@@ -183,8 +183,7 @@ class ResidualSampler:
         picks = torch.randint(0, len(usable), (int(n),), generator=gen)
         for j in range(int(n)):
             m = self.maps[usable[int(picks[j])]]
-            top = int(torch.randint(0, m.shape[1] - h + 1, (1,), generator=gen))
-            left = int(torch.randint(0, m.shape[2] - w + 1, (1,), generator=gen))
+            top, left = crop_box(m.shape[1], m.shape[2], (h, w), gen)
             crop = m[:, top:top + h, left:left + w]
             if self.flips:
                 f = torch.randint(0, 2, (2,), generator=gen)
@@ -240,8 +239,7 @@ def _crop_batch(images: list[torch.Tensor], batch: int, size: int, gen: torch.Ge
     for j in range(batch):
         i = usable[int(picks[j])]
         h, w = images[i].shape[-2:]
-        top = int(torch.randint(0, h - size + 1, (1,), generator=gen))
-        left = int(torch.randint(0, w - size + 1, (1,), generator=gen))
+        top, left = crop_box(h, w, size, gen)
         crops = [images[i][:, top:top + size, left:left + size]]
         if partners is not None:
             crops.append(partners[i][:, top:top + size, left:left + size])
@@ -557,32 +555,9 @@ def ssim_list(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) ->
     return float(np.mean([float(ssim(p[None], t[None])) for p, t in zip(preds, targets)]))
 
 
-def crops_from_images(images: Sequence[torch.Tensor], size: int, per_image: int, seed: int,
-                      partners: Sequence[torch.Tensor] | None = None):
-    """``per_image`` random ``size`` crops from each (C, H, W) image, at the same places in ``partners``.
-
-    Returns an (N, C, size, size) batch, or a pair of batches when ``partners`` is given.
-    """
-    gen = torch.Generator().manual_seed(int(seed))
-    a, b = [], []
-    for i, im in enumerate(images):
-        h, w = im.shape[-2:]
-        if h < size or w < size:
-            raise InputShapeError(f"image {i} ({h}x{w}) is smaller than the crop size {size}.")
-        for _ in range(per_image):
-            top = int(torch.randint(0, h - size + 1, (1,), generator=gen))
-            left = int(torch.randint(0, w - size + 1, (1,), generator=gen))
-            a.append(im[:, top:top + size, left:left + size])
-            if partners is not None:
-                b.append(partners[i][:, top:top + size, left:left + size])
-    if partners is None:
-        return torch.stack(a)
-    return torch.stack(a), torch.stack(b)
-
-
 __all__ = [
     "Denoiser", "count_parameters", "random_mask", "mask_input", "GaussianSampler", "ResidualSampler",
     "mid_loss", "synthetic_batches", "paired_batches", "train_denoiser", "denoise", "denoise_images",
     "residual_noise", "denoise_blind", "noise_level_function", "nlf_mae", "autocorrelation", "estimate_sigma",
-    "classical_denoise", "even_crop", "psnr_list", "ssim_list", "crops_from_images",
+    "classical_denoise", "even_crop", "psnr_list", "ssim_list",
 ]
