@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tutorial_lib as tl
-from tutorial_lib import checkpoints, gan
+from tutorial_lib import checkpoints, gan, models
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,7 +146,7 @@ def test_configs_and_cached_pretraining(tmp_path, monkeypatch):
     b, _ = gan.build_gan(config)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert config["dataset"] == "digits"  # the default when the profile names no dataset
-    assert gan.classifier_config(8, 40, 0) == {"model": "DigitClassifier", "dataset": "digits", "size": 8,
+    assert models.classifier_config(8, 40, 0) == {"model": "DigitClassifier", "dataset": "digits", "size": 8,
                                                "epochs": 40, "seed": 0}
 
 
@@ -182,10 +182,10 @@ def test_the_classifier_does_not_depend_on_what_ran_before(tmp_path, monkeypatch
     # The cached classifier is shared by notebooks 00-02: whichever trains it first, it must be the same.
     monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "a"))
     torch.manual_seed(123)
-    a, res_a = gan.pretrained_classifier(8, 1, seed=0, verbose=False)
+    a, res_a = models.pretrained_classifier(8, 1, seed=0, verbose=False)
     monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "b"))
     torch.manual_seed(456)
     torch.rand(17)
-    b, res_b = gan.pretrained_classifier(8, 1, seed=0, verbose=False)
+    b, res_b = models.pretrained_classifier(8, 1, seed=0, verbose=False)
     assert res_a.status == res_b.status == "trained"
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tutorial_lib as tl
-from tutorial_lib import data, mid
+from tutorial_lib import data, metrics, mid
 
 
 def gen(seed=0):
@@ -246,7 +246,7 @@ def test_estimate_sigma_and_classical():
     for method in ("nlm", "tv"):
         out = mid.classical_denoise([noisy], method)[0]
         assert out.shape == noisy.shape
-        assert mid.psnr_list([out], [clean]) > mid.psnr_list([noisy.clamp(0, 1)], [clean]) + 3
+        assert metrics.psnr_list([out], [clean]) > metrics.psnr_list([noisy.clamp(0, 1)], [clean]) + 3
     with pytest.raises(tl.TutorialError):
         mid.classical_denoise([noisy], "bm3d")
     with pytest.raises(tl.TutorialError):
@@ -254,7 +254,7 @@ def test_estimate_sigma_and_classical():
 
 
 def test_small_helpers():
-    assert mid.even_crop(torch.zeros(3, 7, 9)).shape == (3, 4, 8)
+    assert data.even_crop(torch.zeros(3, 7, 9)).shape == (3, 4, 8)
     images = [torch.rand(3, 10, 12), torch.rand(3, 12, 10)]
     crops, partner = data.random_crops(images, 8, 3, seed=0, partners=[i * 2 for i in images])
     assert crops.shape == partner.shape == (6, 3, 8, 8)
@@ -262,8 +262,8 @@ def test_small_helpers():
     with pytest.raises(tl.InputShapeError):
         data.random_crops(images, 16, 1, seed=0)
     with pytest.raises(tl.InputShapeError):
-        mid.psnr_list([images[0]], [])
-    assert mid.ssim_list(images, images) == pytest.approx(1.0, abs=1e-4)
+        metrics.psnr_list([images[0]], [])
+    assert metrics.ssim_list(images, images) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_train_denoiser_runs_the_readers_loss():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tutorial_lib as tl
-from tutorial_lib import data, gan
+from tutorial_lib import data, gan, models
 from tutorial_lib import public_data as pd_
 
 # The unpacked files torchvision.datasets.MNIST reads from <root>/MNIST/raw.
@@ -151,7 +151,7 @@ def test_unknown_training_dataset_lists_the_valid_ones():
     with pytest.raises(tl.TutorialError, match="(?s)'fashion'.*'digits'.*'mnist'"):
         data.load_training_digits("fashion", 28)
     with pytest.raises(tl.TutorialError, match="'digits', 'mnist'"):
-        gan.pretrained_classifier(8, 1, 0, dataset="MNIST", verbose=False)
+        models.pretrained_classifier(8, 1, 0, dataset="MNIST", verbose=False)
 
 
 def test_cache_config_names_the_data_actually_used(tmp_path, monkeypatch, capsys):
@@ -172,7 +172,7 @@ def test_cache_config_names_the_data_actually_used(tmp_path, monkeypatch, capsys
     _, _, real = gan.pretrained_digits_gan(config, verbose=False)
     assert real.status == "trained" and real.path != fallback.path
     assert checkpoints.read_checkpoint(real.path)["config"]["dataset"] == "mnist"
-    assert gan.classifier_config(8, 2, 0, "mnist") != gan.classifier_config(8, 2, 0)
+    assert models.classifier_config(8, 2, 0, "mnist") != models.classifier_config(8, 2, 0)
 
 
 # --------------------------------------------------------------------------------- weights

@@ -12,7 +12,9 @@ camera-to-RGB matrix -> gamma -> tone curve. ``process(unprocess(x, p), p)`` is 
 sRGB noise: signal-dependent, and spatially correlated by demosaicking.
 
 Notebook 04 uses it to make "real" noise the learner does not know; notebook 05 uses it to make
-RAW inputs and the classic ISP of the content loss.
+RAW inputs and the classic ISP of the content loss, and its colour helpers: sRGB transfer curves,
+luminance, a hue/chroma jitter of the scenes (:func:`recolour`) and the target camera's look
+(:class:`TargetLook`, :func:`apply_look`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import check_images
-from .errors import InputShapeError
+from .data import check_images, rgb_to_gray
+from .errors import InputShapeError, TutorialError
 
 # XYZ -> camera matrices of four real cameras (Brooks et al.).
 XYZ2CAMS = torch.tensor([
@@ -206,3 +208,76 @@ def realistic_noise(images: torch.Tensor, gen: torch.Generator, params: CameraPa
     clean = process(raw, params)
     noisy = process(add_raw_noise(raw, shot, read, gen).clamp(0.0, 1.0), params)
     return noisy, clean
+
+
+# ------------------------------------------------------------ colour helpers (notebook 05's looks)
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp(min=1e-8) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=1e-8) ** (1 / 2.4) - 0.055)
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of (N, 3, H, W) images, as (N, 1, H, W) (:func:`tutorial_lib.data.rgb_to_gray`)."""
+    return rgb_to_gray(rgb)
+
+
+def recolour(rgb: torch.Tensor, gen: torch.Generator, max_angle: float = math.pi,
+             saturation: tuple[float, float] = (0.7, 1.3)) -> torch.Tensor:
+    """Scene augmentation: rotate each image's hue by a random angle (in the YIQ chroma plane, luma
+    unchanged) and scale its chroma by a random factor. Applied to the *scenes* before a camera
+    sees them, it widens the palette of a few photographs without touching any camera's look.
+    """
+    check_images(rgb, channels=3, name="rgb")
+    n = len(rgb)
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          dtype=rgb.dtype, device=rgb.device)
+    angle = (2 * torch.rand(n, generator=gen) - 1) * max_angle
+    scale = saturation[0] + (saturation[1] - saturation[0]) * torch.rand(n, generator=gen)
+    c, s = torch.cos(angle) * scale, torch.sin(angle) * scale
+    rot = torch.zeros(n, 3, 3)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+    m = torch.linalg.inv(to_yiq) @ rot.to(rgb) @ to_yiq
+    return torch.einsum("nij,njhw->nihw", m, rgb).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------ target look
+@dataclass(frozen=True)
+class TargetLook:
+    """The target camera's rendering of an sRGB image.
+
+    ``matrix`` mixes the channels in linear light (rows: output R, G, B); ``contrast`` blends the
+    sRGB values towards the S-curve ``3x^2 - 2x^3`` (0: none, 1: full); ``saturation`` scales the
+    distance of each pixel from its luma (1: unchanged).
+    """
+
+    matrix: tuple = ((1.10, -0.06, -0.02), (0.02, 1.00, -0.04), (-0.02, -0.08, 0.86))
+    contrast: float = 0.4
+    saturation: float = 1.25
+
+    def describe(self) -> str:
+        rows = "; ".join("[" + ", ".join(f"{v:+.2f}" for v in r) + "]" for r in self.matrix)
+        return (f"TargetLook: colour matrix (linear light) {rows}; S-curve contrast {self.contrast:.2f}; "
+                f"saturation x{self.saturation:.2f}")
+
+
+DEFAULT_LOOK = TargetLook()
+
+
+def apply_look(rgb: torch.Tensor, look: TargetLook = DEFAULT_LOOK) -> torch.Tensor:
+    """Render sRGB images (N, 3, H, W) in [0, 1] with the target camera's look."""
+    check_images(rgb, channels=3, name="rgb")
+    m = torch.tensor(look.matrix, dtype=rgb.dtype, device=rgb.device)
+    if m.shape != (3, 3):
+        raise TutorialError(f"TargetLook.matrix must be 3x3, got shape {tuple(m.shape)}.")
+    lin = torch.einsum("ij,njhw->nihw", m, srgb_to_linear(rgb))
+    y = linear_to_srgb(lin)
+    y = y + look.contrast * ((3 * y ** 2 - 2 * y ** 3) - y)
+    lum = luminance(y)
+    y = lum + look.saturation * (y - lum)
+    return y.clamp(0, 1)

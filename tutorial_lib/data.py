@@ -294,6 +294,13 @@ class PatchData:
         return f"PatchData({self.split}: {len(self)} x {tuple(self.patches.shape[1:])})"
 
 
+def even_crop(image: torch.Tensor, multiple: int = 4) -> torch.Tensor:
+    """Crop a (C, H, W) or (N, C, H, W) image so that its sides are multiples of ``multiple``
+    (4 suits :class:`tutorial_lib.mid.Denoiser` and the RGGB mosaic)."""
+    h, w = image.shape[-2:]
+    return image[..., : h - h % multiple, : w - w % multiple]
+
+
 def crop_box(height: int, width: int, size: int | tuple[int, int], gen: torch.Generator) -> tuple[int, int]:
     """The top-left corner ``(top, left)`` of a uniformly random ``size`` crop (an int for a square,
     or ``(h, w)``) inside a ``height x width`` image, drawn from ``gen`` (top first, then left).

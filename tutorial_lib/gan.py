@@ -11,10 +11,11 @@
 * State-dict arithmetic: :func:`state_difference`, :func:`average_states`, :func:`apply_direction`
   (theta_G + gamma * Delta, optionally on some blocks only), :func:`direction_norms`.
 * The toy: :func:`eight_gaussians`, :func:`mode_stats`.
-* Digits: :func:`digits_gan_config`, :func:`classifier_config`, :func:`pretrained_digits_gan`,
-  :func:`pretrained_classifier` (cached through :func:`tutorial_lib.checkpoints.load_or_train`, so
-  notebook 02 loads what notebook 01 trained; trained on the embedded digits, or on MNIST at ``gpu``
-  when it has been fetched), :func:`sample_images`, :func:`class_share`.
+* Digits: :func:`digits_gan_config`, :func:`pretrained_digits_gan` (cached through
+  :func:`tutorial_lib.checkpoints.load_or_train`, so notebook 02 loads what notebook 01 trained;
+  trained on the embedded digits, or on MNIST at ``gpu`` when it has been fetched; the classifier
+  that labels its samples is :func:`tutorial_lib.models.pretrained_classifier`),
+  :func:`sample_images`, :func:`class_share`.
 
 The unlearning half (repulsion losses, PUL, stage 1 and stage 2) is in :mod:`tutorial_lib.unlearning`.
 """
@@ -414,13 +415,6 @@ def digits_gan_config(profile_cfg: Any, seed: int) -> dict:
     }
 
 
-def classifier_config(size: int, epochs: int, seed: int, dataset: str = "digits") -> dict:
-    """The digit classifier's cache config (on the embedded digits the same as notebook 00's, so
-    the file is shared). ``dataset`` is the data set it is trained on ("digits" or "mnist")."""
-    return {"model": "DigitClassifier", "dataset": str(dataset), "size": int(size), "epochs": int(epochs),
-            "seed": int(seed)}
-
-
 def build_gan(config: Mapping[str, Any]) -> tuple[Generator, Discriminator]:
     """A fresh (G, D) for ``config``; the initial weights depend only on ``config['seed']``."""
     shape = (1, config["size"], config["size"])
@@ -456,31 +450,6 @@ def pretrained_digits_gan(config: Mapping[str, Any], device: torch.device | str 
     G.to(device).eval()
     D.to(device).eval()
     return G, D, res
-
-
-def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.device | str = "cpu", verbose: bool = True,
-                          dataset: str = "digits"):
-    """The digit classifier trained on ``dataset`` ("digits" or "mnist", which falls back to the
-    digits as in :func:`pretrained_digits_gan`), cached under the name 'digit_classifier'; returns
-    (model, CacheResult)."""
-    from . import checkpoints
-    from .data import load_training_digits, training_dataset
-    from .models import DigitClassifier, train_classifier
-
-    with torch.random.fork_rng(devices=[]):  # the initial weights depend on `seed` only, not on what ran before
-        torch.manual_seed(seed)
-        model = DigitClassifier(size=size)
-    config = classifier_config(size, epochs, seed, training_dataset(dataset, size, verbose=verbose))
-
-    def train():
-        digits = load_training_digits(config["dataset"], size)
-        return train_classifier(model, digits.x_train, digits.y_train, epochs=epochs, seed=seed, device=device)
-
-    # code=: this function builds the initial weights, so a change to it makes a new cache entry
-    res = checkpoints.load_or_train("digit_classifier", config, model, train, code=(pretrained_classifier,),
-                                    verbose=verbose)
-    model.to(device).eval()
-    return model, res
 
 
 def class_share(classifier, images: torch.Tensor, cls: int) -> float:

@@ -2,9 +2,9 @@
 
 The pieces notebook 05 builds on:
 
-* :class:`TargetLook` / :func:`apply_look` - the "target camera" (the DSLR whose rendering the
-  phone should imitate): a colour matrix in linear light, an S-shaped tone curve and extra
-  saturation, applied to sRGB images.
+* The "target camera" (the DSLR whose rendering the phone should imitate) is
+  :class:`tutorial_lib.camera.TargetLook` / :func:`tutorial_lib.camera.apply_look`, with the other
+  colour helpers (sRGB transfer curves, luminance, hue/chroma jitter) in :mod:`tutorial_lib.camera`.
 * :class:`EfficientISP` - the lightweight RAW-to-RGB network (about 3k parameters at width 12):
   Conv3x3(4->w)+tanh, Conv3x3(w->w)+ReLU, Conv3x3(w->12)+ReLU, PixelShuffle(2);
   :func:`macs_per_megapixel` counts its multiply-accumulates per RAW megapixel.
@@ -36,28 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import check_images, crop_box, rgb_to_gray
+from .data import check_images, crop_box
 from .errors import InputShapeError, TutorialError
 from .models import batched_apply
+# the colour helpers live with the camera; the ISP's losses and data use them
+from .camera import (DEFAULT_LOOK, TargetLook, apply_look, linear_to_srgb, luminance,  # noqa: F401
+                     recolour, srgb_to_linear)
 
 
 
-# ---------------------------------------------------------------------------------- colour helpers
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp(min=1e-8) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=1e-8) ** (1 / 2.4) - 0.055)
-
-
-def luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of (N, 3, H, W) images, as (N, 1, H, W) (:func:`tutorial_lib.data.rgb_to_gray`)."""
-    return rgb_to_gray(rgb)
-
-
+# ------------------------------------------------------------------------------------------- blur
 def blur(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """Gaussian blur (kornia), kernel about 6 sigma wide, reflect padding."""
     from kornia.filters import gaussian_blur2d
@@ -65,26 +53,6 @@ def blur(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     check_images(x, name="x")
     k = 2 * int(math.ceil(3 * sigma)) + 1
     return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect")
-
-
-def recolour(rgb: torch.Tensor, gen: torch.Generator, max_angle: float = math.pi,
-             saturation: tuple[float, float] = (0.7, 1.3)) -> torch.Tensor:
-    """Scene augmentation: rotate each image's hue by a random angle (in the YIQ chroma plane, luma
-    unchanged) and scale its chroma by a random factor. Applied to the *scenes* before a camera
-    sees them, it widens the palette of a few photographs without touching any camera's look.
-    """
-    check_images(rgb, channels=3, name="rgb")
-    n = len(rgb)
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                          dtype=rgb.dtype, device=rgb.device)
-    angle = (2 * torch.rand(n, generator=gen) - 1) * max_angle
-    scale = saturation[0] + (saturation[1] - saturation[0]) * torch.rand(n, generator=gen)
-    c, s = torch.cos(angle) * scale, torch.sin(angle) * scale
-    rot = torch.zeros(n, 3, 3)
-    rot[:, 0, 0] = 1
-    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
-    m = torch.linalg.inv(to_yiq) @ rot.to(rgb) @ to_yiq
-    return torch.einsum("nij,njhw->nihw", m, rgb).clamp(0, 1)
 
 
 def checkerboard_patches(photos: Mapping[str, torch.Tensor], parity: int, patch_size: int, per_image: int,
@@ -121,43 +89,6 @@ def checkerboard_patches(photos: Mapping[str, torch.Tensor], parity: int, patch_
             top, left = r * block + top, c * block + left
             out.append(image[:, top:top + patch_size, left:left + patch_size])
     return torch.stack(out).contiguous()
-
-
-# ------------------------------------------------------------------------------------ target look
-@dataclass(frozen=True)
-class TargetLook:
-    """The target camera's rendering of an sRGB image.
-
-    ``matrix`` mixes the channels in linear light (rows: output R, G, B); ``contrast`` blends the
-    sRGB values towards the S-curve ``3x^2 - 2x^3`` (0: none, 1: full); ``saturation`` scales the
-    distance of each pixel from its luma (1: unchanged).
-    """
-
-    matrix: tuple = ((1.10, -0.06, -0.02), (0.02, 1.00, -0.04), (-0.02, -0.08, 0.86))
-    contrast: float = 0.4
-    saturation: float = 1.25
-
-    def describe(self) -> str:
-        rows = "; ".join("[" + ", ".join(f"{v:+.2f}" for v in r) + "]" for r in self.matrix)
-        return (f"TargetLook: colour matrix (linear light) {rows}; S-curve contrast {self.contrast:.2f}; "
-                f"saturation x{self.saturation:.2f}")
-
-
-DEFAULT_LOOK = TargetLook()
-
-
-def apply_look(rgb: torch.Tensor, look: TargetLook = DEFAULT_LOOK) -> torch.Tensor:
-    """Render sRGB images (N, 3, H, W) in [0, 1] with the target camera's look."""
-    check_images(rgb, channels=3, name="rgb")
-    m = torch.tensor(look.matrix, dtype=rgb.dtype, device=rgb.device)
-    if m.shape != (3, 3):
-        raise TutorialError(f"TargetLook.matrix must be 3x3, got shape {tuple(m.shape)}.")
-    lin = torch.einsum("ij,njhw->nihw", m, srgb_to_linear(rgb))
-    y = linear_to_srgb(lin)
-    y = y + look.contrast * ((3 * y ** 2 - 2 * y ** 3) - y)
-    lum = luminance(y)
-    y = lum + look.saturation * (y - lum)
-    return y.clamp(0, 1)
 
 
 # ------------------------------------------------------------------------------------------ network
@@ -615,8 +546,7 @@ def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
 
 
 __all__ = [
-    "TargetLook", "DEFAULT_LOOK", "apply_look", "srgb_to_linear", "linear_to_srgb", "luminance", "blur", "recolour",
-    "checkerboard_patches", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
+    "blur", "checkerboard_patches", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
     "rpgan_d_loss", "rpgan_g_loss", "gradient_penalty", "dynamic_weights", "PretrainedFile",
     "PRETRAINED_FILES", "hub_checkpoint_dir", "pretrained_path", "pretrained_available", "FrozenFeatures",
     "FixedFilterFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",

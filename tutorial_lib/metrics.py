@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -150,3 +150,17 @@ def delta_e2000(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean
     b = target.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
     per_image = torch.tensor([float(deltaE_ciede2000(rgb2lab(x), rgb2lab(y)).mean()) for x, y in zip(a, b)])
     return _reduce(per_image, reduction)
+
+
+def psnr_list(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
+    """Mean PSNR (dB) over pairs of (C, H, W) images of possibly different sizes."""
+    if len(preds) != len(targets) or not preds:
+        raise InputShapeError(f"need equally many predictions and targets, got {len(preds)} and {len(targets)}.")
+    return float(np.mean([float(psnr(p[None], t[None])) for p, t in zip(preds, targets)]))
+
+
+def ssim_list(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
+    """Mean SSIM over pairs of (C, H, W) images of possibly different sizes."""
+    if len(preds) != len(targets) or not preds:
+        raise InputShapeError(f"need equally many predictions and targets, got {len(preds)} and {len(targets)}.")
+    return float(np.mean([float(ssim(p[None], t[None])) for p, t in zip(preds, targets)]))

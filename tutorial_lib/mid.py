@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import check_images, crop_box
+from .data import check_images, crop_box, even_crop
 from .models import count_parameters  # re-exported: notebook 04 calls mid.count_parameters
 from .models import evaluating, model_device
 from .errors import InputShapeError, TutorialError
@@ -77,7 +77,7 @@ class Denoiser(nn.Module):
         check_images(x, self.channels, "denoiser input")
         if x.shape[-2] % 4 or x.shape[-1] % 4:
             raise InputShapeError(f"The denoiser needs image sides divisible by 4, got {tuple(x.shape[-2:])}; "
-                                  f"crop with even_crop().")
+                                  f"crop with data.even_crop().")
         if mask is None:
             mask = torch.ones_like(x[:, :1])
         elif mask.shape != (x.shape[0], 1, *x.shape[-2:]):
@@ -530,34 +530,9 @@ def classical_denoise(images: Iterable[torch.Tensor], method: str = "nlm",
     return out
 
 
-def even_crop(image: torch.Tensor, multiple: int = 4) -> torch.Tensor:
-    """Crop a (C, H, W) or (N, C, H, W) image so that its sides are multiples of ``multiple``
-    (4 suits :class:`Denoiser` and the RGGB mosaic)."""
-    h, w = image.shape[-2:]
-    return image[..., : h - h % multiple, : w - w % multiple]
-
-
-def psnr_list(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
-    """Mean PSNR (dB) over pairs of (C, H, W) images of possibly different sizes."""
-    from .metrics import psnr
-
-    if len(preds) != len(targets) or not preds:
-        raise InputShapeError(f"need equally many predictions and targets, got {len(preds)} and {len(targets)}.")
-    return float(np.mean([float(psnr(p[None], t[None])) for p, t in zip(preds, targets)]))
-
-
-def ssim_list(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
-    """Mean SSIM over pairs of (C, H, W) images of possibly different sizes."""
-    from .metrics import ssim
-
-    if len(preds) != len(targets) or not preds:
-        raise InputShapeError(f"need equally many predictions and targets, got {len(preds)} and {len(targets)}.")
-    return float(np.mean([float(ssim(p[None], t[None])) for p, t in zip(preds, targets)]))
-
-
 __all__ = [
     "Denoiser", "count_parameters", "random_mask", "mask_input", "GaussianSampler", "ResidualSampler",
     "mid_loss", "synthetic_batches", "paired_batches", "train_denoiser", "denoise", "denoise_images",
     "residual_noise", "denoise_blind", "noise_level_function", "nlf_mae", "autocorrelation", "estimate_sigma",
-    "classical_denoise", "even_crop", "psnr_list", "ssim_list",
+    "classical_denoise",
 ]

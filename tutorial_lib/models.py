@@ -154,3 +154,34 @@ def train_classifier(model: DigitClassifier, x: torch.Tensor, y: torch.Tensor, *
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     pred = model.predict(x) if hasattr(model, "predict") else model(x).argmax(1)
     return float((pred.cpu() == y.cpu()).float().mean())
+
+
+def classifier_config(size: int, epochs: int, seed: int, dataset: str = "digits") -> dict:
+    """The digit classifier's cache config (on the embedded digits the same as notebook 00's, so
+    the file is shared). ``dataset`` is the data set it is trained on ("digits" or "mnist")."""
+    return {"model": "DigitClassifier", "dataset": str(dataset), "size": int(size), "epochs": int(epochs),
+            "seed": int(seed)}
+
+
+def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.device | str = "cpu", verbose: bool = True,
+                          dataset: str = "digits"):
+    """The digit classifier trained on ``dataset`` ("digits" or "mnist", which falls back to the
+    digits as in :func:`tutorial_lib.gan.pretrained_digits_gan`), cached under the name 'digit_classifier'; returns
+    (model, CacheResult)."""
+    from . import checkpoints
+    from .data import load_training_digits, training_dataset
+
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on `seed` only, not on what ran before
+        torch.manual_seed(seed)
+        model = DigitClassifier(size=size)
+    config = classifier_config(size, epochs, seed, training_dataset(dataset, size, verbose=verbose))
+
+    def train():
+        digits = load_training_digits(config["dataset"], size)
+        return train_classifier(model, digits.x_train, digits.y_train, epochs=epochs, seed=seed, device=device)
+
+    # code=: this function builds the initial weights, so a change to it makes a new cache entry
+    res = checkpoints.load_or_train("digit_classifier", config, model, train, code=(pretrained_classifier,),
+                                    verbose=verbose)
+    model.to(device).eval()
+    return model, res
