@@ -119,7 +119,7 @@ def start(profiles, profile: str | None = None, *, seed: int = 0, device: str | 
     """Everything a notebook does before its first experiment, in one call; returns
     ``(cfg, device, run)``.
 
-    In order: resolve ``profile`` in ``profiles`` (a :class:`~tutorial_lib.profiles.ProfileSet`;
+    In order: apply the course's plotting style; resolve ``profile`` in ``profiles`` (a :class:`~tutorial_lib.profiles.ProfileSet`;
     ``None``: ``TUTORIAL_PROFILE`` or ``laptop``); pick the device (:func:`pick_device`); on a CPU
     with ``threads`` given, use that many torch threads (1 for networks so small that extra
     threads only wait on each other); seed Python, NumPy and torch (:func:`seed_everything`);
@@ -128,10 +128,12 @@ def start(profiles, profile: str | None = None, *, seed: int = 0, device: str | 
     the profile set), which records every metric and claim of the run.
     """
     from .checkpoints import set_retrain
+    from .plots import set_style
     from .results import Results
 
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise TutorialError(f"threads must be a positive integer or None, got {threads!r}.")
+    set_style()
     cfg = profiles.resolve(profile)
     chosen = pick_device(device)
     if threads is not None and chosen.type == "cpu":
