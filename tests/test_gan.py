@@ -44,7 +44,7 @@ def test_train_gan_runs_changes_weights_and_is_deterministic():
     G1, D1 = small_gan()
     before = gan.clone_state(G1)
     hist = gan.train_gan(G1, D1, data, steps=5, batch_size=8, seed=3, desc=None, r1=1.0, ema=0.5)
-    assert len(hist["d_loss"]) >= 1 and hist["seconds"] >= 0 and hist["cpu_seconds"] >= 0
+    assert len(hist.history["d_loss"]) >= 1 and hist.seconds >= 0 and hist.cpu_seconds >= 0
     assert any(not torch.equal(before[k], v) for k, v in G1.state_dict().items())
     G2, D2 = small_gan()
     gan.train_gan(G2, D2, data, steps=5, batch_size=8, seed=3, desc=None, r1=1.0, ema=0.5)

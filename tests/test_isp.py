@@ -197,9 +197,9 @@ def test_train_paired_reduces_loss_and_render():
     ps = isp.make_phone_set(rgb, params, gen, noise=False)
     net = isp.EfficientISP()
     before = float((isp.render(net, ps.raw) - ps.truth).abs().mean())
-    extra = isp.train_paired(net, ps.raw, ps.truth, steps=60, batch=4, lr=5e-3, seed=0)
+    extra = isp.train_paired(net, ps.raw, ps.truth, steps=60, batch_size=4, lr=5e-3, seed=0)
     after = float((isp.render(net, ps.raw) - ps.truth).abs().mean())
-    assert after < before and len(extra["losses"]) > 1
+    assert after < before and len(extra.history["loss"]) > 1
     with pytest.raises(tl.InputShapeError):
         isp.train_paired(net, ps.raw, ps.truth[:, :, :8, :8], steps=1)
 

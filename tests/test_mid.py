@@ -142,7 +142,7 @@ def test_train_denoiser_reduces_loss_and_is_deterministic():
         torch.manual_seed(0)
         model = mid.Denoiser(3, width=8)
         out = mid.train_denoiser(model, batches, 60, alpha=0.3, seed=1, lr=3e-3, progress=False)
-        return model, out["losses"]
+        return model, out.history["loss"]
 
     model, losses = run()
     _, again = run()

@@ -70,3 +70,16 @@ def test_ema_model_is_the_exponential_average_from_the_start_weights():
         models.ema_model(net, 0.99, steps=20)
     with pytest.raises(tl.TutorialError, match="decay"):
         models.ema_model(net, 1.0)
+
+
+def test_every_training_function_returns_a_train_record():
+    from tutorial_lib import data
+
+    digits = data.load_digits()
+    records = [models.train_classifier(models.DigitClassifier(), digits.x_train[:64], digits.y_train[:64], epochs=2),
+               gan.train_gan(*gan.build_gan({"size": 8, "z_dim": 4, "g_hidden": [8], "d_hidden": [8], "seed": 0}),
+                             digits.x_train[:32], steps=3, batch_size=8, desc=None, log_every=1)]
+    for rec in records:
+        assert isinstance(rec, models.TrainRecord) and rec.seconds >= 0 and rec.cpu_seconds >= 0
+        assert len(rec.history["step"]) >= 2
+        assert set(rec.as_dict()) == {"history", "seconds", "cpu_seconds"}

@@ -46,8 +46,8 @@ def test_training_lowers_the_loss(pairs):
     before = R.evaluate(m, pairs)
     out = R.train_restorer(m, pairs, steps=40, batch_size=8, lr=3e-3, log_every=10)
     after = R.evaluate(m, pairs)
-    assert len(out["loss_curve"]) == 4
-    assert out["loss_curve"][-1] < out["loss_curve"][0]
+    assert len(out.history["loss"]) == 4
+    assert out.history["loss"][-1] < out.history["loss"][0]
     assert set(after) == set(dg.TASKS)
     assert sum(after[t]["psnr"] for t in dg.TASKS) > sum(before[t]["psnr"] for t in dg.TASKS)
     with pytest.raises(tl.TutorialError):

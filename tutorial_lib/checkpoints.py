@@ -383,7 +383,8 @@ def load_or_train(name: str, config: Mapping[str, Any],
     """Load ``modules`` from the cache if this config *and this code* made them, else train and save.
 
     ``train()`` trains ``modules`` in place and may return a dict of JSON-able extras (metrics,
-    losses) that are stored with the weights and returned on later loads. The training wall time
+    losses), or a :class:`~tutorial_lib.models.TrainRecord`, which is stored as its ``as_dict()``;
+    they are stored with the weights and returned on later loads. The training wall time
     is measured here and stored too, so a notebook can report it even when it loads from cache.
 
     The cache key (:func:`cache_key`) is ``config`` plus a hash of the code of ``train``, of
@@ -410,7 +411,8 @@ def load_or_train(name: str, config: Mapping[str, Any],
     if verbose and retrain and path.exists():
         print(f"{path.name}: retraining (the cache is ignored: RETRAIN; the cached file is replaced)")
     start = time.perf_counter()
-    extra = dict(train() or {})
+    out = train()
+    extra = out.as_dict() if hasattr(out, "as_dict") else dict(out or {})  # a TrainRecord, or a dict
     seconds = time.perf_counter() - start
     save_checkpoint(path, modules, key, {**extra, "train_seconds": seconds})
     result = CacheResult("trained", path, seconds, extra, names)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputShapeError, TutorialError
-from .models import batched_apply, ema_model
+from .models import TrainRecord, batched_apply, ema_model
 
 State = dict  # name -> tensor
 
@@ -122,7 +121,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
               lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
               device: torch.device | str = "cpu", g_penalty: Callable[[Generator], torch.Tensor] | None = None,
               desc: str | None = "GAN", log_every: int = 50, ema: float | None = None, r1: float = 0.0,
-              monitor: Callable[[int, Generator], Mapping[str, float]] | None = None) -> dict:
+              monitor: Callable[[int, Generator], Mapping[str, float]] | None = None) -> TrainRecord:
     """Train ``G`` and ``D`` in place on ``data`` (a tensor of real samples) for ``steps`` steps.
 
     ``g_penalty(G)`` (EWC, repulsion, ...) is added to the generator's loss. With ``ema`` (e.g.
@@ -132,7 +131,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
     as in StyleGAN2). ``monitor(step, G)`` is called at every logged step (without gradients) and
     returns named numbers (a distance, a class share...) that join the history; it sees the live
     weights, not their average, and it draws no random numbers from the training loop. Returns a
-    dict with the loss history (every ``log_every`` steps) and the wall time.
+    :class:`~tutorial_lib.models.TrainRecord`: the losses every ``log_every`` steps, wall and CPU time.
     """
     from .runtime import progress
 
@@ -153,7 +152,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
         raise TutorialError(f"ema must be in [0, 1), got {ema!r}.")
     avg = ema_model(G, ema, steps) if ema else None
     history: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": [], "penalty": []}
-    start, cpu_start = time.perf_counter(), time.process_time()
+    started = TrainRecord.clock()
     bar = progress(range(steps), desc=desc) if desc else range(steps)
     for step in bar:
         idx = torch.randint(0, len(data), (batch_size,), generator=gen).to(device)
@@ -190,9 +189,7 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
         G.load_state_dict(avg.module.state_dict())
     G.eval()
     D.eval()
-    history["seconds"] = time.perf_counter() - start
-    history["cpu_seconds"] = time.process_time() - cpu_start  # CPU time of this process: robust to machine load
-    return history
+    return TrainRecord.done(history, started)
 
 
 # ------------------------------------------------------------------------------------------ EWC
@@ -444,7 +441,8 @@ def pretrained_digits_gan(config: Mapping[str, Any], device: torch.device | str 
                          betas=tuple(config["betas"]), seed=config["seed"], device=device, ema=config.get("ema") or None,
                          r1=float(config.get("r1", 0.0)),
                          desc="GAN " + ("without " + ",".join(map(str, config["exclude"])) if config.get("exclude") else "pre-training"))
-        return {"final_d_loss": hist["d_loss"][-1], "final_g_loss": hist["g_loss"][-1], "cpu_seconds": hist["cpu_seconds"]}
+        return {"final_d_loss": hist.history["d_loss"][-1], "final_g_loss": hist.history["g_loss"][-1],
+                "cpu_seconds": hist.cpu_seconds}
 
     res = checkpoints.load_or_train(name, config, {"G": G, "D": D}, train, code=[build_gan], verbose=verbose)
     G.to(device).eval()

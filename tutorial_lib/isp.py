@@ -38,7 +38,7 @@ from torch import nn
 
 from .data import check_images, crop_box
 from .errors import InputShapeError, TutorialError
-from .models import batched_apply
+from .models import TrainRecord, batched_apply
 # the colour helpers live with the camera; the ISP's losses and data use them
 from .camera import (DEFAULT_LOOK, TargetLook, apply_look, linear_to_srgb, luminance,  # noqa: F401
                      recolour, srgb_to_linear)
@@ -506,10 +506,11 @@ def autocast(device: torch.device | str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, steps: int, batch: int = 16,
+def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, steps: int, batch_size: int = 16,
                  lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu",
-                 desc: str = "paired ISP") -> dict:
-    """The upper bound: train ``isp`` with L1 to the aligned ground truth (Adam, cosine schedule)."""
+                 desc: str = "paired ISP") -> TrainRecord:
+    """The upper bound: train ``isp`` with L1 to the aligned ground truth (Adam, cosine schedule).
+    Returns a :class:`~tutorial_lib.models.TrainRecord` (the loss every 10 steps)."""
     from .runtime import progress
 
     check_images(raw, channels=4, name="raw")
@@ -522,9 +523,10 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
     isp.to(device).train()
     opt = torch.optim.Adam(isp.parameters(), lr=lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-    losses = []
+    history: dict[str, list[float]] = {"step": [], "loss": []}
+    started = TrainRecord.clock()
     for step in progress(range(steps), desc=desc):
-        idx = torch.randint(0, len(raw), (batch,), generator=gen)
+        idx = torch.randint(0, len(raw), (batch_size,), generator=gen)
         x, y = raw[idx].to(device), truth[idx].to(device)
         with autocast(device):
             loss = F.l1_loss(isp(x).float(), y)
@@ -533,9 +535,10 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
         opt.step()
         sched.step()
         if step % 10 == 0 or step == steps - 1:
-            losses.append(round(float(loss.detach()), 5))
+            history["step"].append(step)
+            history["loss"].append(round(float(loss.detach()), 5))
     isp.eval()
-    return {"losses": losses}
+    return TrainRecord.done(history, started)
 
 
 @torch.no_grad()

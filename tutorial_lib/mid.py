@@ -27,7 +27,7 @@ from torch import nn
 
 from .data import check_images, crop_box, even_crop
 from .models import count_parameters  # re-exported: notebook 04 calls mid.count_parameters
-from .models import evaluating, model_device
+from .models import TrainRecord, evaluating, model_device
 from .errors import InputShapeError, TutorialError
 
 
@@ -289,13 +289,13 @@ def paired_batches(noisy, clean, batch: int, patch: int, augment: bool = False
 def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
                    steps: int, alpha: float, seed: int = 0, lr: float = 2e-3,
                    device: torch.device | str = "cpu", clip: bool = True, progress: bool = True,
-                   desc: str = "training", loss_fn: Callable | None = None) -> dict:
+                   desc: str = "training", loss_fn: Callable | None = None) -> TrainRecord:
     """Train ``model`` in place with :func:`mid_loss` (Adam, cosine learning-rate decay).
 
     ``batches(gen)`` returns ``(x, n)`` (see :func:`synthetic_batches`, :func:`paired_batches`).
     ``alpha = 0`` is ordinary (unmasked) supervised training. ``loss_fn(model, x, n, alpha, gen)``
-    replaces :func:`mid_loss` (e.g. by a reader's own; it clips ``x + n`` itself). Returns
-    ``{"losses": [...]}`` (the loss every ``steps // 50`` steps).
+    replaces :func:`mid_loss` (e.g. by a reader's own; it clips ``x + n`` itself). Returns a
+    :class:`~tutorial_lib.models.TrainRecord` (the loss every ``steps // 50`` steps).
     """
     from .runtime import progress as _progress
 
@@ -307,7 +307,8 @@ def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
     every = max(1, steps // 50)
-    losses = []
+    history: dict[str, list[float]] = {"step": [], "loss": []}
+    started = TrainRecord.clock()
     it = _progress(range(steps), desc=desc) if progress else range(steps)
     for step in it:
         x, n = batches(gen)
@@ -318,9 +319,10 @@ def train_denoiser(model: nn.Module, batches: Callable[[torch.Generator], tuple[
         opt.step()
         sched.step()
         if step % every == 0 or step == steps - 1:
-            losses.append(round(float(loss.detach()), 6))
+            history["step"].append(step)
+            history["loss"].append(round(float(loss.detach()), 6))
     model.eval()
-    return {"losses": losses}
+    return TrainRecord.done(history, started)
 
 
 # --------------------------------------------------------------------------------------- inference

@@ -28,7 +28,7 @@ from torch import nn
 from .data import check_images
 from .degradations import PairSet
 from .errors import InputShapeError, TutorialError
-from .models import batched_apply, evaluating
+from .models import TrainRecord, batched_apply, evaluating
 
 # name -> (forgetting term, uses the adversarial regulariser)
 FORGET_METHODS = {
@@ -151,10 +151,10 @@ def _check_pairs(pairs: PairSet, name: str = "pairs") -> None:
 
 def train_restorer(model: nn.Module, pairs: PairSet, *, steps: int = 1000, batch_size: int = 16,
                    lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu",
-                   desc: str = "training", log_every: int = 50) -> dict:
+                   desc: str = "training", log_every: int = 50) -> TrainRecord:
     """L1 training on ``pairs`` with Adam and a cosine learning-rate schedule.
 
-    Returns ``{"loss_curve": [...]}`` (mean L1 every ``log_every`` steps)."""
+    Returns a :class:`~tutorial_lib.models.TrainRecord` (the mean L1 of every ``log_every`` steps)."""
     from .runtime import progress
 
     _check_pairs(pairs)
@@ -166,7 +166,9 @@ def train_restorer(model: nn.Module, pairs: PairSet, *, steps: int = 1000, batch
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
     batches = batch_indices(len(pairs), batch_size, gen)
-    curve, running = [], 0.0
+    history: dict[str, list[float]] = {"step": [], "loss": []}
+    running = 0.0
+    started = TrainRecord.clock()
     for step in progress(range(steps), desc=desc):
         idx = next(batches)
         x, y = pairs.degraded[idx].to(device), pairs.clean[idx].to(device)
@@ -177,10 +179,11 @@ def train_restorer(model: nn.Module, pairs: PairSet, *, steps: int = 1000, batch
         sched.step()
         running += loss.item()
         if (step + 1) % log_every == 0:
-            curve.append(running / log_every)
+            history["step"].append(step)
+            history["loss"].append(running / log_every)
             running = 0.0
     model.eval()
-    return {"loss_curve": curve}
+    return TrainRecord.done(history, started)
 
 
 @torch.no_grad()

@@ -251,5 +251,5 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed, device=device,
                      g_penalty=penalty, desc=desc, r1=r1, ema=ema, log_every=log_every, monitor=monitor)
     return {"G": Gu, "D": Du, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
-            "history": hist, "d0": d0,
+            "history": hist.history, "d0": d0,
             "d_final": float(param_distance(Gu, refs, scale, reduction).detach()) if refs else float("nan")}
