@@ -182,10 +182,19 @@ def test_the_classifier_does_not_depend_on_what_ran_before(tmp_path, monkeypatch
     # The cached classifier is shared by notebooks 00-02: whichever trains it first, it must be the same.
     monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "a"))
     torch.manual_seed(123)
-    a, res_a = models.pretrained_classifier(8, 1, seed=0, verbose=False)
+    a, res_a = models.pretrained_classifier(8, 2, seed=0, verbose=False)
     monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "b"))
     torch.manual_seed(456)
     torch.rand(17)
-    b, res_b = models.pretrained_classifier(8, 1, seed=0, verbose=False)
+    b, res_b = models.pretrained_classifier(8, 2, seed=0, verbose=False)
     assert res_a.status == res_b.status == "trained"
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    # nor on the thread count of the notebook that trains it (00 runs with the default, 01 and 02 with one)
+    monkeypatch.setenv(checkpoints.ENV_VAR, str(tmp_path / "c"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if threads == 1 else 1)
+    try:
+        c, _ = models.pretrained_classifier(8, 2, seed=0, verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())

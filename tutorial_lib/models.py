@@ -210,7 +210,12 @@ def pretrained_classifier(size: int, epochs: int, seed: int, device: torch.devic
 
     def train():
         digits = load_training_digits(config["dataset"], size)
-        return train_classifier(model, digits.x_train, digits.y_train, epochs=epochs, seed=seed, device=device)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread whoever trains it: the weights do not depend on the caller's thread count
+        try:
+            return train_classifier(model, digits.x_train, digits.y_train, epochs=epochs, seed=seed, device=device)
+        finally:
+            torch.set_num_threads(threads)
 
     # code=: this function builds the initial weights, so a change to it makes a new cache entry
     res = checkpoints.load_or_train("digit_classifier", config, model, train, code=(pretrained_classifier,),
