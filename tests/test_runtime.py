@@ -103,3 +103,61 @@ def test_environment_report_and_version_check(capsys):
     tl.require_version("0.0.1")
     with pytest.raises(tl.TutorialError, match="make env"):
         tl.require_version("99.0")
+
+
+def _smoke_gan_config(exclude=()):
+    from tutorial_lib import gan
+
+    cfg = tl.ProfileSet("in_parallel_test", smoke=dict(**gan.DIGITS_GAN_PROFILES["smoke"]),
+                        laptop=dict(**gan.DIGITS_GAN_PROFILES["laptop"]),
+                        gpu=dict(**gan.DIGITS_GAN_PROFILES["gpu"])).resolve("smoke")
+    return dict(gan.digits_gan_config(cfg, 0), steps=60, exclude=list(exclude))
+
+
+def test_in_parallel_trains_in_workers_what_one_thread_trains_here(monkeypatch, tmp_path):
+    from functools import partial
+
+    from tutorial_lib import checkpoints, gan
+
+    monkeypatch.setenv("TUTORIAL_CACHE", str(tmp_path / "parallel"))
+    calls = {"GAN": partial(gan.pretrained_digits_gan, _smoke_gan_config()),
+             "without 1": partial(gan.pretrained_digits_gan, _smoke_gan_config([1]))}
+    out = tl.in_parallel(calls, workers=2, desc=None)
+    assert list(out) == ["GAN", "without 1"]
+    assert [out[name][2].status for name in out] == ["trained", "trained"]
+    # the same calls here, on one thread, into another cache: the same weights to the last bit
+    monkeypatch.setenv("TUTORIAL_CACHE", str(tmp_path / "here"))
+    here = tl.in_parallel(calls, workers=1, desc=None)
+    for name in calls:
+        for p, q in zip(out[name][0].parameters(), here[name][0].parameters()):
+            assert torch.equal(p, q), name
+    # everything cached now: loaded here, without starting a worker process
+    monkeypatch.setenv("TUTORIAL_CACHE", str(tmp_path / "parallel"))
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a worker process was started for a cached model")
+
+    import concurrent.futures
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_workers)
+    again = tl.in_parallel(calls, workers=2, desc=None)
+    assert [again[name][2].status for name in again] == ["loaded", "loaded"]
+    assert not checkpoints._cached_only["flag"]  # the load-only mode ends with the call
+
+
+def test_in_parallel_rejects_bad_calls(monkeypatch, tmp_path):
+    monkeypatch.setenv("TUTORIAL_CACHE", str(tmp_path))
+    with pytest.raises(tl.TutorialError, match="non-empty mapping"):
+        tl.in_parallel({})
+    with pytest.raises(tl.TutorialError, match="not callable"):
+        tl.in_parallel({"a": 3})
+    with pytest.raises(tl.TutorialError, match="workers"):
+        tl.in_parallel({"a": len}, workers=0)
+    from tutorial_lib import checkpoints
+
+    def make(name):  # a call that must train (nothing cached): a lambda, which no worker can receive
+        return lambda: checkpoints.load_or_train(name, {"n": 1}, torch.nn.Linear(1, 1), lambda: None, verbose=False).status
+
+    with pytest.raises(tl.TutorialError, match="cannot be sent to a worker"):
+        tl.in_parallel({"a": make("a"), "b": make("b")}, workers=2, desc=None)
+    assert tl.in_parallel({"a": make("a"), "b": make("b")}, workers=1, desc=None) == {"a": "trained", "b": "trained"}
+    assert tl.in_parallel({"a": make("a"), "b": make("b")}, workers=2, desc=None) == {"a": "loaded", "b": "loaded"}

@@ -2,7 +2,7 @@
 
 What the notebooks use:
 
-* :mod:`tutorial_lib.runtime`       ``start()`` (the setup call of every notebook), device choice,
+* :mod:`tutorial_lib.runtime`       ``start()`` (the setup call of every notebook), ``in_parallel()``, device choice,
   seeds, progress bars, environment report
 * :mod:`tutorial_lib.profiles`      validated ``smoke`` / ``laptop`` / ``gpu`` configurations
 * :mod:`tutorial_lib.checkpoints`   atomic, config- and code-checked checkpoint cache
@@ -45,6 +45,7 @@ from .checkpoints import set_retrain  # noqa: E402
 from .profiles import ProfileSet, Config, PROFILE_NAMES, default_profile  # noqa: E402
 from .runtime import (  # noqa: E402
     start,
+    in_parallel,
     pick_device,
     seed_everything,
     make_generator,
@@ -66,6 +67,7 @@ __all__ = [
     "PROFILE_NAMES",
     "default_profile",
     "start",
+    "in_parallel",
     "pick_device",
     "seed_everything",
     "make_generator",

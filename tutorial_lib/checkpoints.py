@@ -42,6 +42,26 @@ FORMAT = "tutorial_lib.checkpoint/1"
 ENV_VAR = "TUTORIAL_CACHE"
 RETRAIN_ENV_VAR = "TUTORIAL_RETRAIN"
 _retrain = False
+_cached_only = {"flag": False}
+
+
+class NotCached(Exception):
+    """Raised by :func:`load_or_train` inside :func:`cached_only` when it would have to train."""
+
+
+class cached_only:
+    """Inside ``with cached_only():`` :func:`load_or_train` loads what is cached and raises
+    :class:`NotCached` instead of training (used by :func:`tutorial_lib.runtime.in_parallel` to send
+    only the models that need training to worker processes)."""
+
+    def __enter__(self):
+        self._before = _cached_only["flag"]
+        _cached_only["flag"] = True
+        return self
+
+    def __exit__(self, *exc):
+        _cached_only["flag"] = self._before
+        return False
 
 
 def set_retrain(flag: bool) -> bool:
@@ -408,6 +428,8 @@ def load_or_train(name: str, config: Mapping[str, Any],
             return result
         except CheckpointError as err:
             warnings.warn(f"{err} Rebuilding it.", stacklevel=2)
+    if _cached_only["flag"]:
+        raise NotCached(name)
     if verbose and retrain and path.exists():
         print(f"{path.name}: retraining (the cache is ignored: RETRAIN; the cached file is replaced)")
     start = time.perf_counter()

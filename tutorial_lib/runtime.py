@@ -7,7 +7,7 @@ import os
 import platform
 import random
 import sys
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -112,6 +112,111 @@ def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None
         disable = quiet()
     return tqdm(iterable, total=total, desc=desc, disable=disable, leave=kwargs.pop("leave", True),
                 dynamic_ncols=True, **kwargs)
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _call_in_worker(call: Callable[[], Any], retrain: bool) -> tuple[Any, str, float]:
+    """Run ``call`` in a worker process on one thread; return (result, what it printed, seconds)."""
+    import contextlib
+    import io
+    import time
+
+    from .checkpoints import set_retrain
+
+    torch.set_num_threads(1)
+    set_retrain(retrain)
+    set_quiet(True)  # a worker's progress bars would not reach the notebook
+    printed = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        result = call()
+    return result, printed.getvalue(), time.perf_counter() - started
+
+
+def in_parallel(calls: Mapping[str, Callable[[], Any]], *, workers: int | None = None,
+                desc: str | None = "in parallel") -> dict[str, Any]:
+    """Run independent calls (e.g. ``functools.partial(gan.pretrained_digits_gan, config)``) at
+    the same time, one worker process per CPU core, each on one torch thread; returns
+    ``{name: result}`` in the order of ``calls``.
+
+    Meant for models that do not depend on each other (a classifier, a GAN, a GAN retrained without
+    a class): on a CPU with two cores, two trainings take the time of one. Every call runs on one
+    thread whether it runs in a worker or here, so the results are the same either way (and the
+    same as a notebook with ``threads=1`` gets). What the checkpoint cache already holds is loaded
+    here first, without starting a worker; only the calls that must train go to workers
+    (``workers`` of them at most, default: the CPU cores). With fewer than two workers or fewer
+    than two calls to train, they run here, one after another. Each call's
+    printed lines are shown when it finishes, with its wall time. Workers start with ``spawn``
+    (a fresh interpreter: a few seconds each), so ``calls`` must be picklable: library functions
+    and ``functools.partial`` of them, not lambdas or functions defined in a notebook; in a script,
+    call it under ``if __name__ == "__main__":``.
+    """
+    import concurrent.futures as futures
+    import multiprocessing
+    import pickle
+    import time
+
+    from .checkpoints import NotCached, cached_only, retrain_requested
+
+    if not isinstance(calls, Mapping) or not calls:
+        raise TutorialError("in_parallel needs a non-empty mapping {name: callable}.")
+    for name, call in calls.items():
+        if not callable(call):
+            raise TutorialError(f"in_parallel: {name!r} is not callable (got {type(call).__name__}).")
+    if workers is None:
+        workers = available_cpus()
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise TutorialError(f"workers must be a positive integer or None, got {workers!r}.")
+    results: dict[str, Any] = {}
+    to_train = dict(calls)
+    with cached_only():  # what is cached is loaded here, at once; only the rest goes to workers
+        for name, call in calls.items():
+            try:
+                results[name] = call()
+                del to_train[name]
+            except NotCached:
+                pass
+    if workers < 2 or len(to_train) < 2:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for name, call in to_train.items():
+                started = time.perf_counter()
+                results[name] = call()
+                print(f"{name}: {time.perf_counter() - started:.1f} s")
+        finally:
+            torch.set_num_threads(threads)
+        return {name: results[name] for name in calls}
+    for name, call in to_train.items():
+        try:
+            pickle.dumps(call)
+        except Exception as err:  # noqa: BLE001 - any pickling failure means the same thing here
+            raise TutorialError(f"in_parallel: {name!r} cannot be sent to a worker process ({err}); pass a library "
+                                "function or a functools.partial of one, not a lambda or a notebook function.") from None
+    retrain = retrain_requested()
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(max_workers=min(workers, len(to_train)), mp_context=context) as pool:
+        pending = {pool.submit(_call_in_worker, call, retrain): name for name, call in to_train.items()}
+        for done in progress(futures.as_completed(pending), total=len(pending), desc=desc):
+            name = pending[done]
+            try:
+                result, printed, seconds = done.result()
+            except futures.process.BrokenProcessPool:
+                raise TutorialError(
+                    "in_parallel: a worker process stopped before finishing. In a Python script, put the code that "
+                    "calls in_parallel under `if __name__ == \"__main__\":` (worker processes import the script "
+                    "again); or run the calls one after another with workers=1.") from None
+            lines = [line for line in printed.splitlines() if line.strip()]
+            print(f"{name}: {seconds:.1f} s" + "".join(f"\n    {line}" for line in lines))
+            results[name] = result
+    return {name: results[name] for name in calls}
 
 
 def start(profiles, profile: str | None = None, *, seed: int = 0, device: str | torch.device = "auto",
