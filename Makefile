@@ -11,9 +11,13 @@ STAMP     := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 METHOD_NOTEBOOKS := $(sort $(wildcard notebooks/0[1-9]_*.ipynb))
 NB        ?=
+SUBMISSIONS ?= submissions
+OUT       ?= graded
+J         ?= 2
+TIMEOUT   ?= 900
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
-.PHONY: env test unit run robust lab student report clean-cache clean help
+.PHONY: env test unit run robust lab student grade report clean-cache clean help
 
 help:
 	@echo "make env    create .venv and install tutorial_lib with everything it needs"
@@ -22,7 +26,9 @@ help:
 	@echo "make robust run each method notebook over its ROBUST_GRID at PROFILE=$(PROFILE) (NB=02: only 02_*);"
 	@echo "            hold rate of every claim in results/robust/<notebook>.json and a claim x run table"
 	@echo "make lab    open JupyterLab on notebooks/"
-	@echo "make student  write student/ notebooks (solutions stubbed)"
+	@echo "make student  write student/ notebooks (solutions stubbed) and the nbgrader course folder nbgrader/"
+	@echo "make grade NB=02 [SUBMISSIONS=submissions OUT=graded J=2 TIMEOUT=900 PROFILE=smoke]"
+	@echo "              grade SUBMISSIONS/<student>/02_*.ipynb: OUT/grades.csv, feedback and summary pages"
 	@echo "make report   HTML site of the notebooks executed by make run, with the claims table and the"
 	@echo "              robustness tables of make robust (formulas typeset offline)"
 
@@ -31,7 +37,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[course,grade,dev]"
 	@# A CPU-only torch from a local wheel cannot load PyPI's torchvision (built against CUDA torch).
 	@# Detect that and install the matching pair from PyPI, ignoring the machine's pip configuration.
 	@$(PY) -c "import torchvision" 2>/dev/null || { \
@@ -67,11 +73,17 @@ clean-cache:
 	$(PY) -c "from tutorial_lib.checkpoints import clear_cache; print(clear_cache(), 'checkpoints removed')"
 
 clean:
-	rm -rf executed results report student .cache .pytest_cache
+	rm -rf executed results report student nbgrader graded .cache .pytest_cache
 
 # Course edition: student notebooks (solutions stubbed, outputs cleared) and a static HTML report.
 student: $(STAMP)
-	$(PY) -m tutorial_lib.student notebooks student
+	$(PY) -m tutorial_lib.student notebooks student --nbgrader nbgrader
+
+# Grading a class: make grade NB=02 SUBMISSIONS=submissions OUT=graded (PROFILE defaults to smoke here).
+grade: $(STAMP)
+	@test -n "$(NB)" || { echo "make grade needs NB=<notebook number>, e.g. make grade NB=02"; exit 2; }
+	$(PY) -m tutorial_lib.grade $(SUBMISSIONS) --notebook $(NB) --out $(OUT) -j $(J) --timeout $(TIMEOUT) \
+	  --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),smoke)
 
 report: $(STAMP)
 	$(PY) -m tutorial_lib.report --executed executed --results results --out report

@@ -197,3 +197,31 @@ def test_two_module_checkpoint_with_one_bad_module_loads_neither(tmp_path):
     with pytest.raises(tl.CheckpointError, match="no module was changed"):
         checkpoints.load_into({"a": fresh_a, "b": fresh_b}, payload)
     assert all(torch.equal(x, y) for x, y in zip(before, (*fresh_a.parameters(), *fresh_b.parameters())))
+
+
+def test_a_shared_cache_is_read_but_never_written(tmp_path, monkeypatch):
+    """A lecturer's read-only cache serves every student; what a student trains goes to their own cache."""
+    from torch import nn
+
+    def train_into(net):
+        def train():
+            with torch.no_grad():
+                net.weight.fill_(0.5)
+            return {"trained": True}
+        return train
+
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    monkeypatch.setenv("TUTORIAL_CACHE", str(shared))
+    monkeypatch.delenv("TUTORIAL_SHARED_CACHE", raising=False)
+    net = nn.Linear(2, 2)
+    assert checkpoints.load_or_train("lin", {"a": 1}, net, train_into(net), verbose=False).status == "trained"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in shared.iterdir())
+    monkeypatch.setenv("TUTORIAL_CACHE", str(own))
+    monkeypatch.setenv("TUTORIAL_SHARED_CACHE", str(shared))
+    fresh = nn.Linear(2, 2)
+    result = checkpoints.load_or_train("lin", {"a": 1}, fresh, train_into(fresh), verbose=False)
+    assert result.status == "loaded" and result.path.parent == shared and float(fresh.weight[0, 0]) == 0.5
+    other = nn.Linear(2, 2)  # a configuration the shared cache lacks: trained into the student's own cache
+    result = checkpoints.load_or_train("lin", {"a": 2}, other, train_into(other), verbose=False)
+    assert result.status == "trained" and result.path.parent == own
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in shared.iterdir()) == before

@@ -26,7 +26,8 @@ def _split(requirement: str) -> tuple[str, str]:
 
 def pip_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    reqs = project["dependencies"] + extras["course"] + extras["grade"] + extras["dev"]
     return dict(_split(r) for r in reqs)
 
 
@@ -57,6 +58,17 @@ def test_required_packages_have_ranges_not_pins():
         assert name in pip, name
     for name, spec in pip.items():
         assert ">=" in spec and "<" in spec and "==" not in spec, f"{name}{spec}: use a lower bound and a major cap"
+
+
+def test_the_library_does_not_bring_the_notebook_server():
+    """On a JupyterHub image or Colab, installing the library must not replace their Jupyter."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_split(r)[0] for r in project["dependencies"]}
+    tooling = {"jupyterlab", "papermill", "nbval", "nbconvert", "jupyter-server-mathjax", "ipykernel", "notebook"}
+    assert core & tooling == set()
+    assert tooling - {"notebook"} <= {_split(r)[0] for r in project["optional-dependencies"]["course"]}
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-e ".[course,grade,dev]"' in makefile
 
 
 def test_markers_are_valid_and_split_off():

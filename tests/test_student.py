@@ -55,7 +55,7 @@ def test_student_notebook_has_no_solution_left(path):
 
 
 def _upto_last_check(nb):
-    last = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "checks." in c.source)
+    last = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "exercises.check(" in c.source)
     nb.cells = nb.cells[: last + 1]
     return nb
 

@@ -12,7 +12,8 @@ What the notebooks use:
 * :mod:`tutorial_lib.models`        the digit classifier; ``evaluating``, ``batched_apply``, ``ema_model``
 * :mod:`tutorial_lib.metrics`       PSNR, SSIM, classifier-feature Frechet distance, Delta E 2000
 * :mod:`tutorial_lib.plots`         one plotting style, image grids, panels, the widget pattern
-* :mod:`tutorial_lib.checks`        exercise checks: the reader's function against the library's
+* :mod:`tutorial_lib.checks`        comparing the reader's function with the library's (outputs, gradients)
+* :mod:`tutorial_lib.exercises`     the graded exercises: points, hints, known mistakes, locked checks, records
 * :mod:`tutorial_lib.gan`           small GANs, their training loop, parameter-space arithmetic (01, 02)
 * :mod:`tutorial_lib.unlearning`    adapt-then-unlearn: repulsion losses, PUL, stages 1 and 2 (02)
 * :mod:`tutorial_lib.degradations`  synthetic noise, rain and haze (03)
@@ -26,7 +27,8 @@ The course tools (command line and tests):
 * :mod:`tutorial_lib.runner`        execute notebooks with papermill, print the claims table
 * :mod:`tutorial_lib.robust`        run a notebook over its ``ROBUST_GRID`` and count where claims hold
 * :mod:`tutorial_lib.report`        a static HTML site of the executed notebooks
-* :mod:`tutorial_lib.student`       the student edition (solutions removed)
+* :mod:`tutorial_lib.student`       the student edition (solutions removed) and the nbgrader edition
+* :mod:`tutorial_lib.grade`         grade a class's submissions from the checks' records (local or Dask)
 * :mod:`tutorial_lib.nbtools`       notebook hygiene (output stripping, structure checks)
 * :mod:`tutorial_lib.errors`        the reader-facing exceptions
 """

@@ -1,6 +1,8 @@
 """A checkpoint cache that never silently loads the wrong thing.
 
 * Where: ``$TUTORIAL_CACHE`` if set, else ``$XDG_CACHE_HOME/tutorial_lib`` (``~/.cache/tutorial_lib``).
+  ``$TUTORIAL_SHARED_CACHE`` names a second, read-only folder (a lecturer's trained models for a
+  whole class): a checkpoint missing from the writable cache is looked up there, and never written there.
 * What: plain ``state_dict`` tensors plus the JSON-able config that produced them, and a few
   extras (training wall time, metrics), in one file written atomically (a temporary file in the
   same folder, flushed, then renamed: an interrupt never leaves a half-written checkpoint).
@@ -40,6 +42,7 @@ from .errors import CheckpointError
 
 FORMAT = "tutorial_lib.checkpoint/1"
 ENV_VAR = "TUTORIAL_CACHE"
+SHARED_ENV_VAR = "TUTORIAL_SHARED_CACHE"
 RETRAIN_ENV_VAR = "TUTORIAL_RETRAIN"
 _retrain = False
 _cached_only = {"flag": False}
@@ -88,6 +91,15 @@ def cache_dir() -> Path:
         path = Path(base) / "tutorial_lib"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def shared_cache_dir() -> Path | None:
+    """The read-only shared cache (``$TUTORIAL_SHARED_CACHE``), if set and a folder; never created or written."""
+    root = os.environ.get(SHARED_ENV_VAR)
+    if not root:
+        return None
+    path = Path(root).expanduser()
+    return path if path.is_dir() else None
 
 
 def _plain(value: Any) -> Any:
@@ -417,17 +429,22 @@ def load_or_train(name: str, config: Mapping[str, Any],
     key, names = cache_key(config, train, modules, code)
     path = checkpoint_path(name, key)
     retrain = retrain_requested() if retrain is None else bool(retrain)
-    if path.exists() and not retrain:
+    shared = shared_cache_dir()
+    places = [path] + ([shared / path.name] if shared is not None and shared.resolve() != path.parent.resolve() else [])
+    for place in places if not retrain else []:
+        if not place.exists():
+            continue
         try:
-            payload = read_checkpoint(path, key)
-            load_into(modules, payload, source=f"cached checkpoint {path.name}")
+            payload = read_checkpoint(place, key)
+            load_into(modules, payload, source=f"cached checkpoint {place.name}")
             extra = dict(payload.get("extra", {}))
-            result = CacheResult("loaded", path, float(extra.pop("train_seconds", 0.0)), extra, names)
+            result = CacheResult("loaded", place, float(extra.pop("train_seconds", 0.0)), extra, names)
             if verbose:
                 print(result)
             return result
         except CheckpointError as err:
-            warnings.warn(f"{err} Rebuilding it.", stacklevel=2)
+            warnings.warn(f"{err} {'Rebuilding it.' if place == path else 'Not used (the shared cache is read-only).'}",
+                          stacklevel=2)
     if _cached_only["flag"]:
         raise NotCached(name)
     if verbose and retrain and path.exists():

@@ -12,6 +12,13 @@ at the same indentation (``# YOUR CODE HERE`` + ``raise NotImplementedError``) a
 output. The source notebook keeps running top to bottom, so the solutions are tested with it.
 
     python -m tutorial_lib.student notebooks/ student/      # what `make student` runs
+    python -m tutorial_lib.student notebooks/ student/ --nbgrader nbgrader/
+
+With ``--nbgrader DIR`` it also writes an nbgrader course folder: ``DIR/source/<notebook>/<notebook>.ipynb``
+(the instructor's notebook with nbgrader's cell metadata: each solution cell a ``solution`` cell,
+each check cell a locked ``grade`` cell with the exercise's points, which ends by raising when its
+check did not pass) and ``DIR/nbgrader_config.py``. ``nbgrader generate_assignment <notebook>`` and
+``nbgrader autograde <notebook>`` then work on it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from .errors import TutorialError
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -85,16 +94,91 @@ def count_exercises(nb) -> int:
     return sum(len(solution_blocks(c.source)) + int(is_solution_cell(c)) for c in nb.cells if c.cell_type == "code")
 
 
+NBGRADER_SCHEMA = 3
+_CHECK_VAR = re.compile(r"^(\w+)\s*=\s*exercises\.check\(", re.M)
+
+
+def _check_exercise(cell) -> str | None:
+    meta = cell.get("metadata", {})
+    if cell.cell_type == "code" and "exercise-check" in meta.get("tags", []):
+        return meta.get("tutorial", {}).get("exercise")
+    return None
+
+
+def nbgrader_id(exercise: str) -> str:
+    """nbgrader's grade ids allow letters, digits, _ and - only: nb02.distance -> nb02_distance."""
+    return exercise.replace(".", "_")
+
+
+def make_nbgrader_source(nb):
+    """The nbgrader source edition of ``nb`` (solutions kept, outputs cleared, nbgrader metadata)."""
+    from .exercises import get
+
+    out = nbformat.reads(nbformat.writes(nb), as_version=4)
+    pending: list = []  # solution cells waiting for the check cell that names their exercise
+    for index, cell in enumerate(out.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs, cell.execution_count = [], None
+        exercise = _check_exercise(cell)
+        if BEGIN in cell.source or is_solution_cell(cell):
+            pending.append(cell)
+        elif exercise:
+            match = _CHECK_VAR.search(cell.source)
+            if not match:
+                raise TutorialError(f"check cell of {exercise} does not assign `name = exercises.check(...)`")
+            cell.source += f"\n{match.group(1)}.require()  # nbgrader: this cell fails when the check does not pass"
+            cell.metadata["nbgrader"] = {"grade": True, "grade_id": nbgrader_id(exercise), "locked": True,
+                                         "points": get(exercise).points, "schema_version": NBGRADER_SCHEMA,
+                                         "solution": False, "task": False}
+            for k, solution in enumerate(pending, start=1):
+                solution.metadata["nbgrader"] = {"grade": False, "grade_id": f"{nbgrader_id(exercise)}-solution{k}",
+                                                 "locked": False, "schema_version": NBGRADER_SCHEMA,
+                                                 "solution": True, "task": False}
+            pending = []
+    if pending:
+        raise TutorialError(f"{len(pending)} solution cell(s) with no check cell after them")
+    out.metadata["tutorial_edition"] = "nbgrader-source"
+    return out
+
+
+NBGRADER_CONFIG = """\
+# nbgrader course folder written by `python -m tutorial_lib.student ... --nbgrader`.
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = {root!r}
+c.ClearSolutions.code_stub = {{"python": {stub!r}}}
+c.Execute.timeout = 900          # seconds per cell (nbgrader's default, 30 s, is too short for training)
+"""
+
+
+def write_nbgrader_course(source: Path, target: Path) -> list[Path]:
+    written = []
+    for path in sorted(Path(source).glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        if not any(_check_exercise(c) for c in nb.cells):
+            continue
+        folder = Path(target) / "source" / path.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(make_nbgrader_source(nb), str(folder / path.name))
+        written.append(folder / path.name)
+    (Path(target) / "nbgrader_config.py").write_text(NBGRADER_CONFIG.format(root=str(Path(target).resolve()), stub=STUB))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="folder of source notebooks")
     parser.add_argument("target", type=Path, help="folder for the student notebooks")
+    parser.add_argument("--nbgrader", type=Path, default=None, help="also write an nbgrader course folder here")
     args = parser.parse_args(argv)
     args.target.mkdir(parents=True, exist_ok=True)
     for path in sorted(args.source.glob("[0-9][0-9]_*.ipynb")):
         student, count = make_student(nbformat.read(str(path), as_version=4))
         nbformat.write(student, str(args.target / path.name))
         print(f"{args.target / path.name}: {count} exercise(s)")
+    if args.nbgrader:
+        for path in write_nbgrader_course(args.source, args.nbgrader):
+            print(f"{path}: nbgrader source edition")
     return 0
 
 
