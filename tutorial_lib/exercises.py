@@ -238,8 +238,12 @@ def check(exercise_id: str, candidate: Callable, cases: Iterable[Sequence[Any]],
         raise TutorialError(f"{exercise_id}: a check needs at least one case.")
     # 1. expected values and known wrong answers, while the reference is available
     expected = []
-    for args, want in _outputs(ex.reference, cases, ex.check_grad):
-        expected.append((want, _grads(want, args) if ex.check_grad else None))
+    try:
+        for args, want in _outputs(ex.reference, cases, ex.check_grad):
+            expected.append((want, _grads(want, args) if ex.check_grad else None))
+    except Exception as err:  # the check cell's cases do not fit the reference: a bug of the check, not yours
+        raise TutorialError(f"{exercise_id}: the library's reference `{ex.reference_name}` fails on the check's "
+                            f"cases ({_describe_error(err)}); the check cell is wrong, please report it.") from None
     wrong: dict[str, list] = {}
     for mistake in ex.mistakes:
         try:

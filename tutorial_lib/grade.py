@@ -248,6 +248,11 @@ def grade(submissions: Path, number: str, out: Path, *, source: Path = Path("not
           profile: str = "smoke", timeout: float = 900, scheduler: str | None = None,
           shared_cache: str | None = None, verbose: bool = True) -> list[dict[str, Any]]:
     """Grade every submission of notebook ``number``; write grades.csv, feedback and summary; return the rows."""
+    import importlib.util
+
+    if importlib.util.find_spec("papermill") is None:
+        raise GradingError("grading runs the notebooks with papermill, which is not installed: "
+                           "pip install 'tutorial_lib[course]'.")
     number = f"{int(number):02d}" if str(number).isdigit() else str(number)
     course_path = source_notebook(number, Path(source))
     exercises = exercises_in(nbformat.read(str(course_path), as_version=4))
