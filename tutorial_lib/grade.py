@@ -131,10 +131,11 @@ def _first_error(path: Path) -> str | None:
         nb = nbformat.read(str(path), as_version=4)
     except Exception:
         return None
-    for i, cell in enumerate(nb.cells):
+    for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if out.get("output_type") == "error":
-                return f"cell {i}: {out.get('ename')}: {out.get('evalue')}"
+                first = (cell.source.strip().splitlines() or [""])[0][:80]
+                return f"In [{cell.get('execution_count')}] ({first}): {out.get('ename')}: {out.get('evalue')}"
     return None
 
 
