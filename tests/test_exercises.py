@@ -107,6 +107,28 @@ def test_a_detached_output_and_a_square_of_the_mean_are_named():
     assert result.mistake == "square of the mean, not mean of squares"
 
 
+def test_a_wrong_answer_that_needs_autograd_is_named_too():
+    """Known mistakes are computed with autograd on: the dynamic weights differentiate each term."""
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+
+    def toy():
+        return {"big": 100 * (w ** 2).sum(), "small": 0.01 * w.sum()}, [w]
+
+    def squared_norm_weights(make, scales):
+        losses, params = make()
+        weights, total = {}, [torch.zeros_like(p) for p in params]
+        for name, loss in losses.items():
+            grads = torch.autograd.grad(loss, params, retain_graph=True)
+            weights[name] = 1.0 / (float(sum(g.pow(2).sum() for g in grads)) + 1e-8)
+            for t, g in zip(total, grads):
+                t.add_(g, alpha=scales.get(name, 1.0) * weights[name])
+        return weights, total
+
+    result = exercises.check("nb05.dynamic_weights", squared_norm_weights,
+                             [(toy, {"small": 1.0}), (toy, {"small": 0.3})], verbose=False)
+    assert result.mistake == "weights 1/‖g‖² instead of 1/‖g‖"
+
+
 def test_calling_the_reference_fails_with_a_clear_message_and_the_library_comes_back():
     from tutorial_lib.metrics import psnr as imported_earlier
 

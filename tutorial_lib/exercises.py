@@ -55,6 +55,14 @@ class UnknownExercise(TutorialError, KeyError):
     """An exercise id that is not in the registry."""
 
 
+def exercise_of(cell) -> str | None:
+    """The exercise id a notebook cell checks, if it is a check cell (tagged ``exercise-check``)."""
+    meta = cell.get("metadata", {})
+    if cell.get("cell_type") != "code" or CHECK_TAG not in meta.get("tags", []):
+        return None
+    return meta.get("tutorial", {}).get("exercise")
+
+
 @dataclass(frozen=True)
 class Mistake:
     """A known wrong answer: ``answer`` takes the same arguments as the reference and returns the
@@ -245,10 +253,9 @@ def check(exercise_id: str, candidate: Callable, cases: Iterable[Sequence[Any]],
         raise TutorialError(f"{exercise_id}: the library's reference `{ex.reference_name}` fails on the check's "
                             f"cases ({_describe_error(err)}); the check cell is wrong, please report it.") from None
     wrong: dict[str, list] = {}
-    for mistake in ex.mistakes:
+    for mistake in ex.mistakes:  # with autograd on: some wrong answers differentiate (Fisher, dynamic weights)
         try:
-            with torch.no_grad():
-                wrong[mistake.name] = [out for _, out in _outputs(mistake.answer, cases, False)]
+            wrong[mistake.name] = [out for _, out in _outputs(mistake.answer, cases, False)]
         except Exception:  # a mistake that does not apply to these inputs is just not recognised
             continue
     # 2. the reader's function, with the reference unavailable
@@ -294,8 +301,7 @@ def check(exercise_id: str, candidate: Callable, cases: Iterable[Sequence[Any]],
     if status == "failed" and mistake is None and got_all:
         for m in ex.mistakes:
             answers = wrong.get(m.name)
-            if answers and len(got_all) <= len(answers) and all(
-                    _matches(g, w, ex) for g, w in zip(got_all, answers)):
+            if answers and all(_matches(g, w, ex) for g, w in zip(got_all, answers)):
                 # every case run so far matches this wrong answer: name it
                 mistake = m.name
                 details.append(f"this looks like a known mistake, {m.name}: {m.explain}")
@@ -407,15 +413,13 @@ def _fisher_batch(G, D, n, seed, square: bool = True, per_sample_sum: bool = Fal
         out = {k: torch.zeros_like(p) for k, p in G.named_parameters()}
         for i in range(n):
             G.zero_grad(set_to_none=True)
-            with torch.enable_grad():
-                D(G(z[i:i + 1])).sum().backward()
+            D(G(z[i:i + 1])).sum().backward()
             for k, p in G.named_parameters():
                 out[k] += p.grad.detach() ** 2
         G.zero_grad(set_to_none=True)
         return out
     G.zero_grad(set_to_none=True)
-    with torch.enable_grad():
-        D(G(z)).mean().backward()
+    D(G(z)).mean().backward()
     out = {k: (p.grad.detach() ** 2 if square else p.grad.detach().clone()) for k, p in G.named_parameters()}
     G.zero_grad(set_to_none=True)
     return out
@@ -526,7 +530,13 @@ register(Exercise(
 
 
 def _rms(a, b):
-    return (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12).sqrt()
+    from .restoration import per_image_rmse
+    return per_image_rmse(a, b)
+
+
+def _l1(a, b):
+    from .restoration import per_image_l1
+    return per_image_l1(a, b)
 
 
 def _bounded_ref(model, x, y, margin):
@@ -546,8 +556,7 @@ register(Exercise(
            "from the clean image as the input; average it over the batch."),
     mistakes=(Mistake("the L1 error instead of the RMS error", "the bound uses the RMS error, the quantity PSNR measures; "
                       "an L1 bound stops too early on sparse degradations such as rain",
-                      lambda m, x, y, margin: torch.relu(margin * (x - y).abs().flatten(1).mean(1)
-                                                         - (m(x) - y).abs().flatten(1).mean(1)).mean()),
+                      lambda m, x, y, margin: torch.relu(margin * _l1(x, y) - _l1(m(x), y)).mean()),
               Mistake("the mean squared error without its root", "take the root of the mean square per image",
                       lambda m, x, y, margin: torch.relu(margin * (x - y).pow(2).flatten(1).mean(1)
                                                          - (m(x) - y).pow(2).flatten(1).mean(1)).mean()),

@@ -49,7 +49,7 @@ from typing import Any
 import nbformat
 
 from .errors import TutorialError
-from .exercises import CHECK_TAG, RECORD_FOLDER, get
+from .exercises import CHECK_TAG, RECORD_FOLDER, exercise_of, get
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timeout")
 COLUMNS = ("student", "exercise", "points", "max_points", "status")
@@ -63,12 +63,6 @@ class GradingError(TutorialError):
 # ---------------------------------------------------------------------------------------------
 # The course notebook and its exercises
 # ---------------------------------------------------------------------------------------------
-
-def exercise_of(cell) -> str | None:
-    if cell.get("cell_type") != "code" or CHECK_TAG not in cell.get("metadata", {}).get("tags", []):
-        return None
-    return cell.get("metadata", {}).get("tutorial", {}).get("exercise")
-
 
 def source_notebook(number: str, source: Path) -> Path:
     found = sorted(Path(source).glob(f"{number}_*.ipynb"))

@@ -98,13 +98,6 @@ NBGRADER_SCHEMA = 3
 _CHECK_VAR = re.compile(r"^(\w+)\s*=\s*exercises\.check\(", re.M)
 
 
-def _check_exercise(cell) -> str | None:
-    meta = cell.get("metadata", {})
-    if cell.cell_type == "code" and "exercise-check" in meta.get("tags", []):
-        return meta.get("tutorial", {}).get("exercise")
-    return None
-
-
 def nbgrader_id(exercise: str) -> str:
     """nbgrader's grade ids allow letters, digits, _ and - only: nb02.distance -> nb02_distance."""
     return exercise.replace(".", "_")
@@ -112,15 +105,15 @@ def nbgrader_id(exercise: str) -> str:
 
 def make_nbgrader_source(nb):
     """The nbgrader source edition of ``nb`` (solutions kept, outputs cleared, nbgrader metadata)."""
-    from .exercises import get
+    from .exercises import exercise_of, get
 
     out = nbformat.reads(nbformat.writes(nb), as_version=4)
     pending: list = []  # solution cells waiting for the check cell that names their exercise
-    for index, cell in enumerate(out.cells):
+    for cell in out.cells:
         if cell.cell_type != "code":
             continue
         cell.outputs, cell.execution_count = [], None
-        exercise = _check_exercise(cell)
+        exercise = exercise_of(cell)
         if BEGIN in cell.source or is_solution_cell(cell):
             pending.append(cell)
         elif exercise:
@@ -152,10 +145,12 @@ c.Execute.timeout = 900          # seconds per cell (nbgrader's default, 30 s, i
 
 
 def write_nbgrader_course(source: Path, target: Path) -> list[Path]:
+    from .exercises import exercise_of
+
     written = []
     for path in sorted(Path(source).glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(str(path), as_version=4)
-        if not any(_check_exercise(c) for c in nb.cells):
+        if not any(exercise_of(c) for c in nb.cells):
             continue
         folder = Path(target) / "source" / path.stem
         folder.mkdir(parents=True, exist_ok=True)
