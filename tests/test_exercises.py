@@ -142,6 +142,20 @@ def test_calling_the_reference_fails_with_a_clear_message_and_the_library_comes_
     assert float(metrics.psnr(NOISY, CLEAN)) > 10  # restored after an error too
 
 
+def test_every_guarded_function_can_be_made_unavailable_decorated_ones_included():
+    """mid.denoise is wrapped by @torch.no_grad(): the guard follows the wrapper to the function it runs."""
+    import importlib
+
+    for ex in exercises.REGISTRY.values():
+        for qualified in ex.guarded:
+            module, _, name = qualified.rpartition(".")
+            fn = getattr(importlib.import_module(module), name)
+            with exercises.unavailable([qualified]):
+                with pytest.raises(exercises.ReferenceUnavailable, match=name):
+                    fn()
+            assert exercises._resolve(qualified).__code__.co_name == name  # restored
+
+
 def test_hints_come_one_at_a_time_after_failed_attempts(results):
     ex = exercises.get("nb00.psnr")
     wrong = lambda p, t: ((p - t) ** 2).mean()  # noqa: E731

@@ -64,6 +64,12 @@ def test_notebook_runs_at_smoke_and_widgets_never_hang(path, tmp_path):
     folder = Path(os.environ["TUTORIAL_RESULTS_DIR"])
     record = json.loads((folder / f"{path.stem}.json").read_text())
     assert record["profile"] == "smoke" and record["claims"], "the claim cell did not record its claims"
+    # the instructor's notebook carries the solutions: every one of its checks must pass
+    from tutorial_lib import exercises
+
+    for exercise in exercises.of_notebook(path.name[:2]):
+        check = json.loads((folder / "exercises" / f"{exercise.id}.json").read_text())
+        assert check["status"] == "passed", f"{exercise.id}: {check['message']}"
 
 
 GPU_STEP_CAP = 5

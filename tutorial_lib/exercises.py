@@ -30,6 +30,7 @@ What a check does, in this order:
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import time
 from contextlib import contextmanager
@@ -141,8 +142,10 @@ def of_notebook(number: str) -> list[Exercise]:
 # ---------------------------------------------------------------------------------------------
 
 def _resolve(qualified: str) -> Callable:
+    """The function whose code runs when ``qualified`` is called: a decorated function (``@torch.no_grad()``,
+    ``functools.wraps``) is followed to the function it wraps."""
     module_name, _, attr = qualified.rpartition(".")
-    return getattr(importlib.import_module(module_name), attr)
+    return inspect.unwrap(getattr(importlib.import_module(module_name), attr))
 
 
 def _blocked(qualified: str):
@@ -263,8 +266,8 @@ def check(exercise_id: str, candidate: Callable, cases: Iterable[Sequence[Any]],
     mistake: str | None = None
     status = "failed"
     got_all = []
-    try:
-        with unavailable(ex.guarded):
+    with unavailable(ex.guarded):  # a guard that cannot be set up is the check's bug: it is not caught below
+        try:
             for i, (args, (want, want_grads)) in enumerate(zip(cases, expected), start=1):
                 cloned = _clone(list(args), ex.check_grad)
                 got = candidate(*cloned)
@@ -287,12 +290,12 @@ def check(exercise_id: str, candidate: Callable, cases: Iterable[Sequence[Any]],
                             break
                     if details:
                         break
-    except NotImplementedError:
-        status, details = "not attempted", ["not implemented yet: replace `raise NotImplementedError` with your code"]
-    except ReferenceUnavailable as err:
-        mistake, details = "calls the reference", [str(err)]
-    except Exception as err:
-        details = [f"your function raised {_describe_error(err)}"]
+        except NotImplementedError:
+            status, details = "not attempted", ["not implemented yet: replace `raise NotImplementedError` with your code"]
+        except ReferenceUnavailable as err:
+            mistake, details = "calls the reference", [str(err)]
+        except Exception as err:
+            details = [f"your function raised {_describe_error(err)}"]
     passed = status != "not attempted" and not details
     if passed:
         status = "passed"
