@@ -90,9 +90,10 @@ def test_a_detached_output_and_a_square_of_the_mean_are_named():
     from tutorial_lib import gan
 
     G, D = gan.Generator(z_dim=4, out_shape=(1, 4, 4), hidden=(8,)), gan.Discriminator((1, 4, 4), hidden=(8,))
-    detached = exercises.check("nb02.repulsion", lambda kind, d, a: torch.tensor(-d.item()) if kind == "NL2"
-                               else (1 / d if kind == "IL2" else torch.exp(-a * d)),
-                               [(k, torch.tensor(1.5), 0.7) for k in ("IL2", "NL2", "EL2")], verbose=False)
+    refs = [{k: v + 0.1 for k, v in G.state_dict().items()}]
+    detached = exercises.check("nb02.distance", lambda g, r: torch.tensor(float(sum(
+        ((p - r[0][k]) ** 2).mean() for k, p in g.named_parameters()) / len(list(g.parameters())))),
+        [(G, refs)], verbose=False)
     assert detached.mistake == "detached output"
 
     def batch_fisher(G, D, n, seed):
@@ -242,3 +243,82 @@ def test_nbgrader_source_edition_metadata():
     assert sum(c.metadata["nbgrader"]["points"] for c in graded) == sum(e.points for e in exercises.of_notebook("00"))
     solutions = [c for c in out.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert len(solutions) == 2 and all(student.BEGIN in c.source for c in solutions)
+
+
+def _small_gan_and_references():
+    from tutorial_lib import gan, unlearning
+
+    G, D = gan.build_gan({"size": 8, "z_dim": 8, "g_hidden": [16], "d_hidden": [16], "seed": 0})
+    data = torch.rand(48, 1, 8, 8)
+    refs = unlearning.adapt_to_negatives(G, D, data[:16], k=2, steps=3, lam=0.0, desc=None)["states"]
+    return G, D, data, refs
+
+
+def test_the_stage2_step_exercise_passes_the_paper_step_and_names_its_mistakes():
+    import torch.nn.functional as F
+
+    G, D, data, refs = _small_gan_and_references()
+    cases = [(G, D, data, refs, kind, gamma, 0.3, 1.0, 5) for kind, gamma in (("IL2", 30.0), ("NL2", 0.003),
+                                                                                  ("EL2", 100.0))]
+
+    def step(G, D, opt_g, opt_d, real, z, distance, kind, gamma, alpha, r1, r1_on=True, sign=1.0):
+        fake = G(z)
+        real = real.detach().requires_grad_(True)
+        d_real = D(real)
+        d_loss = F.softplus(-d_real).mean() + F.softplus(D(fake.detach())).mean()
+        if r1_on:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            d_loss = d_loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = F.softplus(-D(fake)).mean()
+        d = distance(G)
+        pen = sign * gamma * {"IL2": 1 / d, "NL2": -d, "EL2": torch.exp(-alpha * d)}[kind]
+        opt_g.zero_grad()
+        (g_loss + pen).backward()
+        opt_g.step()
+        return {"d_loss": d_loss, "g_loss": g_loss, "penalty": pen}
+
+    def through(fn):
+        return lambda *case: unlearning_one_step(*case, step_fn=fn)
+
+    from tutorial_lib.unlearning import one_step as unlearning_one_step
+    assert exercises.check("nb02.stage2_step", through(step), cases, verbose=False).passed
+    no_r1 = exercises.check("nb02.stage2_step", through(lambda *a: step(*a, r1_on=False)), cases, verbose=False)
+    assert no_r1.mistake == "no R1 penalty on the critic"
+    flipped = exercises.check("nb02.stage2_step", through(lambda *a: step(*a, sign=-1.0)), cases, verbose=False)
+    assert flipped.mistake == "the repulsion term with the wrong sign"
+    from tutorial_lib import unlearning
+    cheat = exercises.check("nb02.stage2_step", through(unlearning.stage2_step), cases, verbose=False)
+    assert cheat.mistake == "calls the reference"
+
+
+def test_the_random_direction_exercise_keeps_block_norms_and_names_a_global_norm():
+    from tutorial_lib import gan
+
+    G, _, _, refs = _small_gan_and_references()
+    theta = gan.clone_state(G)
+    delta = gan.state_difference(refs[0], theta)
+    noise = gan.gaussian_like(delta, 3)
+    direction = gan.match_block_norms(noise, delta)
+    for block, norm in gan.direction_norms(delta).items():
+        assert abs(gan.direction_norms(direction)[block] - norm) < 1e-5 * max(norm, 1.0)
+    assert gan.random_direction(delta, 3).keys() == delta.keys()
+
+    def per_block(n, d):
+        out = {}
+        for b in gan.blocks(d):
+            keys = [k for k in d if gan.block_of(k) == b]
+            factor = torch.sqrt(sum((d[k] ** 2).sum() for k in keys)) / torch.sqrt(sum((n[k] ** 2).sum() for k in keys))
+            out.update({k: n[k] * factor for k in keys})
+        return out
+
+    def one_norm(n, d):
+        factor = torch.sqrt(sum((v ** 2).sum() for v in d.values())) / torch.sqrt(sum((v ** 2).sum() for v in n.values()))
+        return {k: v * factor for k, v in n.items()}
+
+    cases = [(noise, delta), (gan.gaussian_like(delta, 4), delta)]
+    assert exercises.check("nb01.random_direction", per_block, cases, verbose=False).passed
+    assert exercises.check("nb01.random_direction", one_norm, cases, verbose=False).mistake == \
+        "one norm for the whole direction"

@@ -125,3 +125,26 @@ def test_robust_usage_errors(tmp_path, capsys):
     assert "no such notebook" in _usage_error([str(tmp_path / "09_missing.ipynb")], capsys)
     bad = _notebook(tmp_path / "03_bad.ipynb", 2.0, grid=[0, 1])
     assert "03_bad.ipynb: ROBUST_GRID must be a non-empty dict" in _usage_error([str(bad), str(nb)], capsys)
+
+
+def test_show_recorded_prints_the_date_and_table_and_says_when_there_is_none(tmp_path, capsys):
+    assert robust.show_recorded("99_nothing", tmp_path) is None
+    assert "No recorded" in capsys.readouterr().out
+    run = {"label": "c1 s0", "status": "ok", "wall_seconds": 12.0, "full_claim": True,
+           "claims": [{"name": "PUL", "status": "holds", "known_failure": None}]}
+    claims, full = robust.summarise([run])
+    data = {"notebook": "99_x", "profile": "laptop", "date": "2026-12-07T10:00:00+00:00", "grid": {"SEED": [0]},
+            "runs": [run], "claims": claims, "full_claim": full, "wall_seconds": 12.0}
+    (tmp_path / "99_x.json").write_text(json.dumps(data))
+    assert robust.show_recorded("99_x", tmp_path)["date"].startswith("2026-12-07")
+    out = capsys.readouterr().out
+    assert "2026-12-07" in out and "1 of 1" in out and "wall s" not in out
+
+
+def test_every_recorded_measurement_matches_its_notebooks_grid():
+    from pathlib import Path
+    for path in sorted(robust.RECORDED.glob("*.json")):
+        data = json.loads(path.read_text())
+        notebook = Path(__file__).resolve().parents[1] / "notebooks" / f"{path.stem}.ipynb"
+        assert notebook.is_file(), path
+        assert data["complete"] and data["grid"] == robust.read_grid(notebook), path

@@ -240,3 +240,39 @@ def test_stage2_monitor_records_without_changing_training():
     assert watched["history"]["d"][-1] > watched["history"]["d"][0] > 0   # EL2 pushes away from theta_N
     for p, q in zip(plain["G"].parameters(), watched["G"].parameters()):
         assert torch.equal(p, q)                                 # watching does not change the run
+
+
+def test_one_step_gives_gradients_and_the_ablations_change_what_they_should():
+    G, D = small_gan()
+    data = torch.rand(20, 1, 8, 8)
+    refs = unlearning.adapt_to_negatives(G, D, data, k=2, steps=2, lam=1.0, batch_size=4, seed=0, desc=None)["states"]
+    paper = unlearning.one_step(G, D, data, refs, "NL2", 1.0, 1.0, 1.0, 3)
+    assert set(paper) == {"losses", "generator", "critic"} and paper["losses"]["penalty"] == pytest.approx(-1.0)
+    # plain SGD with lr 1: the change of a weight is its gradient; recompute the generator's by hand
+    gen = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, len(data), (32,), generator=gen)
+    z = torch.randn(32, G.z_dim, generator=gen)
+    D2 = __import__("copy").deepcopy(D)
+    opt_d = torch.optim.SGD(D2.parameters(), lr=1.0)
+    real = data[idx].requires_grad_(True)
+    d_real = D2(real)
+    (g,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    d_loss = gan.d_loss_fn(d_real, D2(G(z).detach())) + 0.5 * g.pow(2).flatten(1).sum(1).mean()
+    opt_d.zero_grad(); d_loss.backward(); opt_d.step()
+    G.zero_grad()
+    (gan.g_loss_fn(D2(G(z))) - unlearning.param_distance(G, refs) / unlearning.param_distance(G, refs).detach()).backward()
+    for name, p in G.named_parameters():
+        assert torch.allclose(paper["generator"][name], p.grad, atol=1e-5), name
+    G.zero_grad()
+    no_adv = unlearning.unlearn(G, D, data, refs, kind="NL2", gamma=1.0, steps=1, desc=None, adversarial=False,
+                                optimizer="sgd", lr=1.0, batch_size=32, seed=3)
+    # without the adversarial term the generator's gradient is the repulsion term's alone
+    d_grad = {k: v for k, v in zip([n for n, _ in G.named_parameters()],
+                                   torch.autograd.grad(-unlearning.param_distance(G, refs) /
+                                                       unlearning.param_distance(G, refs).detach(), list(G.parameters())))}
+    for name, p in no_adv["G"].named_parameters():
+        assert torch.allclose(G.state_dict()[name] - p.detach(), d_grad[name], atol=1e-5), name
+    with pytest.raises(tl.TutorialError, match="step_fn"):
+        unlearning.unlearn(G, D, data, refs, kind=None, gamma=0.0, steps=1, desc=None, step_fn=unlearning.stage2_step)
+    with pytest.raises(tl.TutorialError, match="optimizer"):
+        gan.train_gan(G, D, data, steps=1, desc=None, optimizer="rmsprop")

@@ -446,24 +446,47 @@ register(Exercise(
     check_grad=False, rtol=1e-3, atol=1e-12))
 
 
-def _direction_ref(thetas_n, theta_g):
-    from .gan import average_states, state_difference
-    return average_states([state_difference(s, theta_g) for s in thetas_n])
+def _random_direction_ref(noise, delta):
+    from .gan import match_block_norms
+    return match_block_norms(noise, delta)
+
+
+def _rescaled(noise, delta, group):
+    """``noise`` scaled so that each group of keys (``group(key)``) has Delta's norm there; ``None``:
+    multiplied by Delta's block norm without normalising the noise first."""
+    from .gan import block_of
+
+    def norm(state, keys):
+        return float(torch.sqrt(sum((state[k].float() ** 2).sum() for k in keys)))
+
+    out = {}
+    for k in noise:
+        if group is None:
+            keys = [j for j in delta if block_of(j) == block_of(k)]
+            out[k] = noise[k] * norm(delta, keys)
+        else:
+            keys = [j for j in delta if group(j) == group(k)]
+            out[k] = noise[k] * (norm(delta, keys) / norm(noise, keys))
+    return out
 
 
 register(Exercise(
-    "nb01.direction", "direction Δ", 1, _direction_ref, "gan.average_states of gan.state_difference",
-    ("tutorial_lib.gan.average_states", "tutorial_lib.gan.state_difference"),
-    hints=("Δ is a state dict with the same keys as θ_G: for every parameter name, how far the adapted "
-           "generators moved on average.",
-           "For one name: the K adapted tensors minus θ_G's tensor, averaged over the K models.",
-           "A dict comprehension over theta_g's names works; sum over the K states and divide by K (len(thetas_n))."),
-    mistakes=(Mistake("a flipped sign (θ_G − θ_N)", "Δ points from the pre-trained generator towards the adapted ones",
-                      lambda ns, g: {k: -v for k, v in _direction_ref(ns, g).items()}),
-              Mistake("a sum over the K models instead of a mean", "divide by K",
-                      lambda ns, g: {k: v * len(ns) for k, v in _direction_ref(ns, g).items()}),
-              Mistake("θ_G not subtracted", "the direction is a difference of parameters, not the adapted parameters",
-                      lambda ns, g: {k: sum(s[k] for s in ns) / len(ns) for k in g})),
+    "nb01.random_direction", "a random direction with Δ's block norms", 2, _random_direction_ref,
+    "gan.match_block_norms", ("tutorial_lib.gan.match_block_norms", "tutorial_lib.gan.random_direction"),
+    hints=("The control must differ from Δ in direction only: for every block (a layer's weight and bias "
+           "together), the random direction must be exactly as long as Δ is there.",
+           "A block's length is the square root of the sum of squares over all its tensors; gan.blocks and "
+           "gan.block_of (or gan.direction_norms) group the parameter names by block.",
+           "Each noise tensor is multiplied by one factor per block: Δ's block norm divided by the noise's block norm."),
+    mistakes=(Mistake("one norm for the whole direction", "the layers must keep Δ's share of the change, block by "
+                      "block, or a random direction moves some layers far more than Δ does",
+                      lambda n, d: _rescaled(n, d, lambda k: "all")),
+              Mistake("a norm per tensor, not per block", "the weight and the bias of a layer share one norm",
+                      lambda n, d: _rescaled(n, d, lambda k: k)),
+              Mistake("the noise not normalised first", "divide by the noise's own block norm before scaling to Δ's",
+                      lambda n, d: _rescaled(n, d, None)),
+              Mistake("Δ itself", "the control is the noise, rescaled; returning Δ compares Δ with itself",
+                      lambda n, d: {k: v.clone() for k, v in d.items()})),
     check_grad=False))
 
 
@@ -503,33 +526,79 @@ register(Exercise(
                       lambda G, r: _distance_variant(G, r, "rms")))))
 
 
-def _repulsion_ref(kind, d, alpha):
-    from .unlearning import repulsion_loss
-    return repulsion_loss(kind, d, alpha)
+def _stage2_ref(G, D, positives, references, kind, gamma, alpha, r1, seed):
+    from .unlearning import one_step
+    return one_step(G, D, positives, references, kind, gamma, alpha, r1, seed)
 
 
-def _repulsion_swap(kind_wrong, fn):
-    def answer(kind, d, alpha):
-        return fn(d, alpha) if kind == kind_wrong else _repulsion_ref(kind, d, alpha)
-    return answer
+def _wrong_step(how):
+    """A stage-2 step with one known mistake, for :func:`tutorial_lib.unlearning.one_step`."""
+    import torch.nn.functional as F
+
+    def step(G, D, opt_g, opt_d, real, z, distance, kind, gamma, alpha, r1):
+        fake = G(z)
+
+        def rep():
+            d = distance(G)
+            value = {"IL2": 1 / d, "NL2": -d, "EL2": torch.exp(-alpha * d)}[kind]
+            return {"no gamma": 1.0, "sign": -gamma}.get(how, gamma) * value
+
+        def critic():
+            real_ = real.detach().requires_grad_(True)
+            d_real = D(real_)
+            loss = F.softplus(-d_real).mean() + F.softplus(D(fake.detach())).mean()
+            if how != "no r1":
+                (grad,) = torch.autograd.grad(d_real.sum(), real_, create_graph=True)
+                loss = loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_d.step()
+            return loss
+
+        def generator():
+            g_loss = F.softplus(-D(fake)).mean()
+            pen = rep()
+            opt_g.zero_grad(set_to_none=True)
+            (g_loss + pen).backward()
+            opt_g.step()
+            return g_loss, pen
+
+        if how == "generator first":
+            g_loss, pen = generator()
+            d_loss = critic()
+        else:
+            d_loss = critic()
+            g_loss, pen = generator()
+        return {"d_loss": d_loss, "g_loss": g_loss, "penalty": pen}
+
+    return lambda G, D, p, r, kind, gamma, alpha, r1, seed: _stage2_ref_with(step, G, D, p, r, kind, gamma, alpha,
+                                                                            r1, seed)
+
+
+def _stage2_ref_with(step, G, D, positives, references, kind, gamma, alpha, r1, seed):
+    from .unlearning import one_step
+    return one_step(G, D, positives, references, kind, gamma, alpha, r1, seed, step_fn=step)
 
 
 register(Exercise(
-    "nb02.repulsion", "repulsion losses", 1, _repulsion_ref, "unlearning.repulsion_loss",
-    ("tutorial_lib.unlearning.repulsion_loss",),
-    hints=("All three losses must *decrease* as the distance d grows: minimising them pushes the generator away "
-           "from the adapted ones.",
-           "IL2 is the inverse of d, NL2 its negative, EL2 an exponential decay whose rate is alpha.",
-           "Return a tensor that depends on d through torch operations (1 / d, -d, torch.exp), so that the "
-           "gradient reaches the generator."),
-    mistakes=(Mistake("NL2 with the wrong sign", "+d grows with d: minimising it pulls towards θ_N",
-                      _repulsion_swap("NL2", lambda d, a: d)),
-              Mistake("EL2 without alpha", "the decay rate alpha multiplies d in the exponent",
-                      _repulsion_swap("EL2", lambda d, a: torch.exp(-d))),
-              Mistake("EL2 growing with d", "exp(+alpha·d) grows: minimising it pulls towards θ_N",
-                      _repulsion_swap("EL2", lambda d, a: torch.exp(a * d))),
-              Mistake("IL2 with the wrong sign", "−1/d grows with d",
-                      _repulsion_swap("IL2", lambda d, a: -1 / d)))))
+    "nb02.stage2_step", "one stage-2 step", 3, _stage2_ref, "unlearning.stage2_step (through unlearning.unlearn)",
+    ("tutorial_lib.unlearning.stage2_step", "tutorial_lib.unlearning.repulsion_loss", "tutorial_lib.gan.gan_step"),
+    hints=("Two updates in order: first the critic D (positives against the generated batch), then the generator G "
+           "against the critic as it is after its update. Each update: zero the gradients, backward, optimiser step.",
+           "The critic's loss is the non-saturating GAN loss (gan.d_loss_fn) on D(real) and D of the *detached* fake "
+           "batch, plus the R1 penalty: r1/2 times the mean over the batch of |∂D(x)/∂x|², taken on the positives with "
+           "torch.autograd.grad(..., create_graph=True) so that it can be back-propagated.",
+           "The generator's loss is gan.g_loss_fn of D(fake) plus gamma times the repulsion loss of d, which distance(G) returns: "
+           "IL2 is 1/d, NL2 is −d, EL2 decays as exp(−alpha·d). Return the three losses under the names of the docstring."),
+    mistakes=(Mistake("no R1 penalty on the critic", "the critic's loss adds r1/2 · E|∂D(x)/∂x|² on the positives",
+                      _wrong_step("no r1")),
+              Mistake("the generator stepped before the critic", "the critic is updated first and the generator's "
+                      "adversarial loss uses the updated critic", _wrong_step("generator first")),
+              Mistake("the repulsion term without its weight γ", "the generator's loss adds gamma · L_rep(d)",
+                      _wrong_step("no gamma")),
+              Mistake("the repulsion term with the wrong sign", "the losses already decrease as d grows: adding them "
+                      "pushes away from θ_N, subtracting them pulls towards it", _wrong_step("sign"))),
+    check_grad=False, rtol=1e-3, atol=1e-6))
 
 
 def _rms(a, b):

@@ -2,14 +2,16 @@
 
 * :class:`Generator` / :class:`Discriminator` - MLPs for 2-D points (the 8-Gaussians toy) and for
   digit images (N, 1, S, S) in [0, 1].
-* :func:`train_gan` - one training loop (non-saturating GAN loss, Adam with beta1 = 0.5) used for
+* :func:`train_gan` - one training loop (non-saturating GAN loss, Adam with beta1 = 0.5; one step
+  is :func:`gan_step`) used for
   pre-training, negative adaptation (with an EWC penalty), unlearning (with a repulsion penalty),
   plain fine-tuning and retraining from scratch.
 * :func:`fisher_diagonal`, :func:`ewc_penalty` - elastic weight consolidation as in the paper:
   the diagonal Fisher of the discriminator's logit D(G(z)) with respect to the generator's
   parameters, computed once.
 * State-dict arithmetic: :func:`state_difference`, :func:`average_states`, :func:`apply_direction`
-  (theta_G + gamma * Delta, optionally on some blocks only), :func:`direction_norms`.
+  (theta_G + gamma * Delta, optionally on some blocks only), :func:`direction_norms`, and the
+  control :func:`random_direction` (noise with Delta's per-block norms, :func:`match_block_norms`).
 * The toy: :func:`eight_gaussians`, :func:`mode_stats`.
 * Digits: :func:`digits_gan_config`, :func:`pretrained_digits_gan` (cached through
   :func:`tutorial_lib.checkpoints.load_or_train`, so notebook 02 loads what notebook 01 trained;
@@ -117,20 +119,56 @@ def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-d_fake).mean()
 
 
+def gan_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+             real: torch.Tensor, z: torch.Tensor, *, r1: float = 0.0,
+             g_penalty: Callable[[Generator], torch.Tensor] | None = None,
+             adversarial: bool = True) -> dict[str, torch.Tensor]:
+    """One GAN training step: (1) the critic D on ``real`` against ``G(z)`` (non-saturating loss, plus
+    the R1 penalty (r1 / 2) E|grad_x D(x)|^2 on the real batch when ``r1`` > 0); (2) the generator on
+    its non-saturating loss against the updated critic, plus ``g_penalty(G)``. ``adversarial=False``
+    drops the generator's adversarial term (the critic still trains; an ablation). Returns the
+    losses {"d_loss", "g_loss", "penalty"} (tensors, for logging)."""
+    fake = G(z)
+    if r1 > 0:
+        real = real.detach().requires_grad_(True)
+    d_real = D(real)
+    d_loss = d_loss_fn(d_real, D(fake.detach()))
+    if r1 > 0:
+        (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+        d_loss = d_loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    g_loss = g_loss_fn(D(fake))
+    pen = g_penalty(G) if g_penalty is not None else torch.zeros((), device=z.device)
+    opt_g.zero_grad(set_to_none=True)
+    ((g_loss if adversarial else 0.0) + pen).backward()
+    opt_g.step()
+    return {"d_loss": d_loss, "g_loss": g_loss, "penalty": pen}
+
+
+OPTIMIZERS = ("adam", "sgd")
+
+
 def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int, batch_size: int = 64,
               lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
               device: torch.device | str = "cpu", g_penalty: Callable[[Generator], torch.Tensor] | None = None,
               desc: str | None = "GAN", log_every: int = 50, ema: float | None = None, r1: float = 0.0,
-              monitor: Callable[[int, Generator], Mapping[str, float]] | None = None) -> TrainRecord:
+              monitor: Callable[[int, Generator], Mapping[str, float]] | None = None,
+              step_fn: Callable | None = None, adversarial: bool = True, optimizer: str = "adam") -> TrainRecord:
     """Train ``G`` and ``D`` in place on ``data`` (a tensor of real samples) for ``steps`` steps.
 
-    ``g_penalty(G)`` (EWC, repulsion, ...) is added to the generator's loss. With ``ema`` (e.g.
-    0.999) an exponential moving average of the generator's weights is kept and loaded into ``G``
-    at the end (a standard way to get smoother, better samples from a GAN). ``r1`` > 0 adds the
-    R1 penalty (r1 / 2) E|grad_x D(x)|^2 on real samples to the discriminator (stabilises training,
-    as in StyleGAN2). ``monitor(step, G)`` is called at every logged step (without gradients) and
-    returns named numbers (a distance, a class share...) that join the history; it sees the live
-    weights, not their average, and it draws no random numbers from the training loop. Returns a
+    Each step draws a batch of real samples and of latents from the generator seeded by ``seed`` and
+    runs :func:`gan_step` (or ``step_fn(G, D, opt_g, opt_d, real, z)``, which must return the same
+    dict of losses). ``g_penalty(G)`` (EWC, repulsion, ...) is added to the generator's loss. With
+    ``ema`` (e.g. 0.999) an exponential moving average of the generator's weights is kept and loaded
+    into ``G`` at the end (a standard way to get smoother, better samples from a GAN). ``r1`` > 0
+    adds the R1 penalty (r1 / 2) E|grad_x D(x)|^2 on real samples to the discriminator (stabilises
+    training, as in StyleGAN2). ``optimizer`` is ``"adam"`` (with ``betas``) or ``"sgd"`` (plain
+    gradient steps: with lr 1 a weight's change is minus its gradient, which is how a single step is
+    checked). ``monitor(step, G)`` is called at every logged step (without gradients) and returns
+    named numbers (a distance, a class share...) that join the history; it sees the live weights,
+    not their average, and it draws no random numbers from the training loop. Returns a
     :class:`~tutorial_lib.models.TrainRecord`: the losses every ``log_every`` steps, wall and CPU time.
     """
     from .runtime import progress
@@ -142,12 +180,18 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
     if tuple(data.shape[1:]) != D.in_shape:
         raise InputShapeError(f"The data has samples of shape {tuple(data.shape[1:])}, the discriminator "
                               f"expects {D.in_shape}.")
+    if optimizer not in OPTIMIZERS:
+        raise TutorialError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
     gen = torch.Generator().manual_seed(int(seed))
     G.to(device).train()
     D.to(device).train()
     data = data.to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    if optimizer == "adam":
+        opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+        opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    else:
+        opt_g = torch.optim.SGD(G.parameters(), lr=lr)
+        opt_d = torch.optim.SGD(D.parameters(), lr=lr)
     if ema is not None and not 0.0 <= ema < 1.0:
         raise TutorialError(f"ema must be in [0, 1), got {ema!r}.")
     avg = ema_model(G, ema, steps) if ema else None
@@ -158,29 +202,16 @@ def train_gan(G: Generator, D: Discriminator, data: torch.Tensor, *, steps: int,
         idx = torch.randint(0, len(data), (batch_size,), generator=gen).to(device)
         real = data[idx]
         z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
-        fake = G(z)
-        if r1 > 0:
-            real = real.detach().requires_grad_(True)
-        d_real = D(real)
-        d_loss = d_loss_fn(d_real, D(fake.detach()))
-        if r1 > 0:
-            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            d_loss = d_loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss = g_loss_fn(D(fake))
-        pen = g_penalty(G) if g_penalty is not None else torch.zeros((), device=device)
-        opt_g.zero_grad(set_to_none=True)
-        (g_loss + pen).backward()
-        opt_g.step()
+        if step_fn is None:
+            losses = gan_step(G, D, opt_g, opt_d, real, z, r1=r1, g_penalty=g_penalty, adversarial=adversarial)
+        else:
+            losses = step_fn(G, D, opt_g, opt_d, real, z)
         if avg is not None:
             avg.update_parameters(G)  # avg <- ema * avg + (1 - ema) * theta
         if step % log_every == 0 or step == steps - 1:
             history["step"].append(step)
-            history["d_loss"].append(float(d_loss.detach()))
-            history["g_loss"].append(float(g_loss.detach()))
-            history["penalty"].append(float(pen.detach()))
+            for name in ("d_loss", "g_loss", "penalty"):
+                history[name].append(float(torch.as_tensor(losses[name]).detach()))
             if monitor is not None:
                 with torch.no_grad():
                     for name, value in monitor(step, G).items():
@@ -309,6 +340,33 @@ def direction_norms(delta: Mapping[str, torch.Tensor], base: Mapping[str, torch.
             norm = norm / max(ref, 1e-12)
         out[b] = norm
     return out
+
+
+def gaussian_like(state: Mapping[str, torch.Tensor], seed: int) -> State:
+    """Standard normal noise with the keys and shapes of ``state`` (float32, on the CPU), drawn
+    tensor by tensor in the state's order from a generator seeded by ``seed``."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return {k: torch.randn(v.shape, generator=gen) for k, v in state.items()}
+
+
+def match_block_norms(noise: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tensor]) -> State:
+    """``noise`` rescaled block by block so that every block has the L2 norm that ``delta`` has there
+    (the weight and the bias of a layer together): a random direction with Delta's per-block norms."""
+    _same_keys(noise, delta, "match_block_norms")
+    target = direction_norms(delta)
+    have = direction_norms(noise)
+    out = {}
+    for k, v in noise.items():
+        b = block_of(k)
+        if have[b] == 0:
+            raise TutorialError(f"match_block_norms: the noise is zero in block {b!r}; it has no direction to scale.")
+        out[k] = v.to(delta[k].device, delta[k].dtype) * (target[b] / have[b])
+    return out
+
+
+def random_direction(delta: Mapping[str, torch.Tensor], seed: int) -> State:
+    """A random direction with the same per-block norms as ``delta`` (the control of notebook 01)."""
+    return match_block_norms(gaussian_like(delta, seed), delta)
 
 
 def load_state(G: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:

@@ -184,8 +184,8 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[list[dict], dict]:
     return claims, _rate(sum(bool(r["full_claim"]) for r in ok), len(ok))
 
 
-def format_table(data: dict[str, Any], width: int = 48) -> str:
-    """Claim x run (one column per run) with the hold rate last, then the full claim and wall times."""
+def format_table(data: dict[str, Any], width: int = 48, wall: bool = True) -> str:
+    """Claim x run (one column per run) with the hold rate last, then the full claim and (``wall``) wall times."""
     runs = data["runs"]
 
     def cut(text):
@@ -198,7 +198,8 @@ def format_table(data: dict[str, Any], width: int = 48) -> str:
         rows.append([cut(claim["name"]), *cells, rate])
     rows.append(["full claim", *({True: "yes", False: "NO", None: "failed"}[r["full_claim"]] for r in runs),
                  data["full_claim"]["hold_rate"]])
-    rows.append(["wall s", *(f"{r['wall_seconds']:.0f}" for r in runs), f"{data['wall_seconds']:.0f} in all"])
+    if wall:
+        rows.append(["wall s", *(f"{r['wall_seconds']:.0f}" for r in runs), f"{data['wall_seconds']:.0f} in all"])
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -237,6 +238,26 @@ def robust_notebook(path: Path, grid: dict[str, list], profile: str, out: Path, 
 def load_robust(folder: str | os.PathLike) -> dict[str, dict]:
     """``{notebook: data}`` for every ``<notebook>.json`` written by this module in ``folder``."""
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+
+
+RECORDED = Path(__file__).resolve().parent / "recorded"
+
+
+def show_recorded(notebook: str, folder: str | os.PathLike | None = None) -> dict | None:
+    """Print the measurement of ``make robust`` kept for ``notebook`` (its date, profile, grid and the
+    claim x run table) from ``tutorial_lib/recorded/<notebook>.json``, the copy of
+    ``results/robust/<notebook>.json`` that ships with the package; return its data (None if none)."""
+    path = Path(folder or RECORDED) / f"{notebook}.json"
+    if not path.is_file():
+        print(f"No recorded robustness measurement for {notebook} ships with this installation "
+              f"(`make robust NB={notebook[:2]}` measures one).")
+        return None
+    data = json.loads(path.read_text())
+    print(f"Recorded by `make robust` on {data['date'][:10]} at the `{data['profile']}` profile, "
+          f"{len(data['runs'])} runs over {json.dumps(data['grid'])}; the full claim holds in "
+          f"{data['full_claim']['hold_rate']}.")
+    print(format_table(data, wall=False))
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 * Stage 1, :func:`adapt_to_negatives`: K copies of the pre-trained GAN, each briefly trained on the
   negative samples with an EWC penalty; returns the adapted generators' parameters theta_N^k.
 * Stage 2, :func:`unlearn`: the pre-trained GAN trained on positive samples with a repulsion term
-  gamma * L_rep(d) that pushes theta away from the theta_N^k.
+  gamma * L_rep(d) that pushes theta away from the theta_N^k; one step is :func:`stage2_step`
+  (:func:`one_step` runs one from a given start, for checking a reader's step).
 * :func:`param_distance` - d = mean over k of the mean over parameter tensors of the mean squared
   difference (the official code's distance), optionally divided by its value at theta_G.
 * :func:`repulsion_loss` - IL2 = 1/d, NL2 = -d, EL2 = exp(-alpha d).
@@ -23,7 +24,7 @@ from torch import nn
 
 from .errors import InputShapeError, TutorialError
 from .models import batched_apply
-from .gan import (Discriminator, Generator, clone_state, ewc_penalty, fisher_diagonal, latents, sample,
+from .gan import (Discriminator, Generator, clone_state, ewc_penalty, fisher_diagonal, gan_step, latents, sample,
                   train_gan)
 
 REPULSIONS = ("IL2", "NL2", "EL2")
@@ -202,6 +203,19 @@ def adapt_to_negatives(G: Generator, D: Discriminator, negatives: torch.Tensor, 
             "cpu_seconds": time.process_time() - cpu_start}
 
 
+def stage2_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                real: torch.Tensor, z: torch.Tensor, distance: Callable[[nn.Module], torch.Tensor], kind: str,
+                gamma: float, alpha: float = 1.0, r1: float = 0.0) -> dict[str, torch.Tensor]:
+    """One step of stage 2, the paper's update. (1) The critic: non-saturating loss on the positives
+    ``real`` against ``G(z)``, plus the R1 penalty (r1 / 2) E|grad_x D(x)|^2 on the positives; one
+    optimiser step. (2) The generator: its non-saturating loss against the updated critic plus
+    ``gamma * L_rep(distance(G))`` (:func:`repulsion_loss` of ``kind``); one optimiser step.
+    ``distance(G)`` is d(theta) in the units stage 2 uses. Returns {"d_loss", "g_loss",
+    "penalty" (= gamma * L_rep)}."""
+    return gan_step(G, D, opt_g, opt_d, real, z, r1=r1,
+                    g_penalty=lambda g: gamma * repulsion_loss(kind, distance(g), alpha))
+
+
 def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Sequence[Mapping[str, torch.Tensor]],
             *, kind: str | None, gamma: float, steps: int, alpha: float = 1.0, normalise: bool = True,
             batch_size: int = 64, lr: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu",
@@ -209,11 +223,15 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
             reduction: str = "tensor", r1: float = 0.0, ema: float | None = None,
             distance_fn: Callable | None = None, repulsion_fn: Callable | None = None,
             betas: tuple[float, float] = (0.5, 0.999), log_every: int = 50,
-            monitor: Callable | None = None) -> dict:
+            monitor: Callable | None = None, step_fn: Callable | None = None, adversarial: bool = True,
+            optimizer: str = "adam") -> dict:
     """Stage 2: copies of (G, D) trained on ``positives`` with gamma * L_rep(d(theta, theta_N)).
 
     ``kind=None`` trains without repulsion (with ``ewc=(fisher, lam)``: the EWC fine-tuning
-    baseline). With ``normalise`` the distance is measured in units of its value at theta_G, so that
+    baseline). ``adversarial=False`` drops the generator's adversarial term (repulsion alone: an
+    ablation). ``step_fn`` replaces the paper's update :func:`stage2_step` (same signature), e.g. by
+    a reader's own; it needs a repulsion ``kind``, no ``ewc`` and the adversarial term. ``optimizer``:
+    see :func:`tutorial_lib.gan.train_gan`. With ``normalise`` the distance is measured in units of its value at theta_G, so that
     gamma and alpha mean the same for networks of any size. ``distance_fn(G, references, scale)``
     and ``repulsion_fn(kind, d, alpha)`` replace :func:`param_distance` (computed by its faster
     equivalent :func:`fast_distance`) and :func:`repulsion_loss`, e.g. by a reader's own versions.
@@ -233,23 +251,55 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
     d0 = float(param_distance(Gu, refs, reduction=reduction).detach()) if refs else 1.0
     scale = d0 if (normalise and d0 > 0) else 1.0
     theta_g = clone_state(Gu)
-    terms = []
+    if kind is not None and kind.upper() not in REPULSIONS:
+        raise TutorialError(f"Unknown repulsion {kind!r}; choose one of {', '.join(REPULSIONS)} or None.")
+    if step_fn is not None and (kind is None or ewc is not None or not adversarial):
+        raise TutorialError("step_fn replaces the paper's stage-2 step: it needs a repulsion kind, no ewc and "
+                            "adversarial=True.")
+    dist = None
     if kind is not None:
-        if kind.upper() not in REPULSIONS:
-            raise TutorialError(f"Unknown repulsion {kind!r}; choose one of {', '.join(REPULSIONS)} or None.")
         if distance_fn is None or distance_fn is param_distance:
             dist = fast_distance(Gu, refs, scale, reduction)
         else:
             dist = lambda g: distance_fn(g, refs, scale)  # noqa: E731
-        rep = repulsion_fn or repulsion_loss
-        terms.append(lambda g: gamma * rep(kind, dist(g), alpha))
-    if ewc is not None:
-        fisher, lam = ewc
-        fisher = {name: f.to(device) for name, f in fisher.items()}
-        terms.append(lambda g: ewc_penalty(g, fisher, theta_g, lam))
-    penalty = (lambda g: sum(t(g) for t in terms)) if terms else None
-    hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed, device=device,
-                     g_penalty=penalty, desc=desc, r1=r1, ema=ema, log_every=log_every, monitor=monitor)
+    step = None
+    if kind is not None and ewc is None and adversarial and repulsion_fn in (None, repulsion_loss):
+        step = step_fn or stage2_step  # the paper's update, or the reader's
+    if step is not None:
+        def train_step(G_, D_, opt_g, opt_d, real, z):
+            return step(G_, D_, opt_g, opt_d, real, z, dist, kind, gamma, alpha, r1)
+        hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed,
+                         device=device, desc=desc, ema=ema, log_every=log_every, monitor=monitor,
+                         step_fn=train_step, optimizer=optimizer)
+    else:
+        terms = []
+        if kind is not None:
+            rep = repulsion_fn or repulsion_loss
+            terms.append(lambda g: gamma * rep(kind, dist(g), alpha))
+        if ewc is not None:
+            fisher, lam = ewc
+            fisher = {name: f.to(device) for name, f in fisher.items()}
+            terms.append(lambda g: ewc_penalty(g, fisher, theta_g, lam))
+        penalty = (lambda g: sum(t(g) for t in terms)) if terms else None
+        hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed,
+                         device=device, g_penalty=penalty, desc=desc, r1=r1, ema=ema, log_every=log_every,
+                         monitor=monitor, adversarial=adversarial, optimizer=optimizer)
     return {"G": Gu, "D": Du, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
             "history": hist.history, "d0": d0,
             "d_final": float(param_distance(Gu, refs, scale, reduction).detach()) if refs else float("nan")}
+
+
+def one_step(G: Generator, D: Discriminator, positives: torch.Tensor,
+             theta_n: Sequence[Mapping[str, torch.Tensor]], kind: str, gamma: float, alpha: float, r1: float,
+             seed: int, step_fn: Callable | None = None, batch_size: int = 32) -> dict:
+    """One step of :func:`unlearn` from (G, D) with plain gradient steps (SGD, lr 1), so that every
+    weight's change is minus its gradient. Returns {"losses": {"d_loss", "g_loss", "penalty"},
+    "generator": the generator's gradient, "critic": the critic's gradient} (state dicts), with the
+    paper's update or with ``step_fn``: what the stage-2 exercise of notebook 02 is checked on."""
+    out = unlearn(G, D, positives, theta_n, kind=kind, gamma=gamma, alpha=alpha, steps=1, batch_size=batch_size,
+                  lr=1.0, seed=seed, device=next(G.parameters()).device, desc=None, r1=r1, ema=None,
+                  log_every=1, step_fn=step_fn, optimizer="sgd")
+    before_g, before_d = clone_state(G), clone_state(D)
+    return {"losses": {k: out["history"][k][0] for k in ("d_loss", "g_loss", "penalty")},
+            "generator": {k: before_g[k] - v.detach() for k, v in out["G"].state_dict().items()},
+            "critic": {k: before_d[k] - v.detach() for k, v in out["D"].state_dict().items()}}
