@@ -583,14 +583,14 @@ def _stage2_ref_with(step, G, D, positives, references, kind, gamma, alpha, r1, 
 register(Exercise(
     "nb02.stage2_step", "one stage-2 step", 3, _stage2_ref, "unlearning.stage2_step (through unlearning.unlearn)",
     ("tutorial_lib.unlearning.stage2_step", "tutorial_lib.unlearning.repulsion_loss", "tutorial_lib.gan.gan_step"),
-    hints=("Two updates in order: first the critic D (positives against the generated batch), then the generator G "
-           "against the critic as it is after its update. Each update: zero the gradients, backward, optimiser step.",
-           "The critic's loss is the non-saturating GAN loss (gan.d_loss_fn) on D(real) and D of the *detached* fake "
+    hints=("Two updates in order: first the discriminator D (positives against the generated batch), then the generator G "
+           "against the discriminator as it is after its update. Each update: zero the gradients, backward, optimiser step.",
+           "The discriminator's loss is the non-saturating GAN loss (gan.d_loss_fn) on D(real) and D of the *detached* fake "
            "batch, plus the R1 penalty: r1/2 times the mean over the batch of |∂D(x)/∂x|², taken on the positives with "
            "torch.autograd.grad(..., create_graph=True) so that it can be back-propagated.",
-           "The generator's loss is gan.g_loss_fn of D(fake) plus gamma times the repulsion loss of d, which distance(G) returns: "
+           "The generator's loss is gan.g_loss_fn of D(fake) plus gamma times the repulsion loss of d, which dist(G) returns: "
            "IL2 is 1/d, NL2 is −d, EL2 decays as exp(−alpha·d). Return the three losses under the names of the docstring."),
-    mistakes=(Mistake("no R1 penalty on the critic", "the critic's loss adds r1/2 · E|∂D(x)/∂x|² on the positives",
+    mistakes=(Mistake("no R1 penalty on the discriminator", "the critic's loss adds r1/2 · E|∂D(x)/∂x|² on the positives",
                       _wrong_step("no r1")),
               Mistake("the generator stepped before the critic", "the critic is updated first and the generator's "
                       "adversarial loss uses the updated critic", _wrong_step("generator first")),
