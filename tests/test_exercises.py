@@ -286,7 +286,7 @@ def test_the_stage2_step_exercise_passes_the_paper_step_and_names_its_mistakes()
     from tutorial_lib.unlearning import one_step as unlearning_one_step
     assert exercises.check("nb02.stage2_step", through(step), cases, verbose=False).passed
     no_r1 = exercises.check("nb02.stage2_step", through(lambda *a: step(*a, r1_on=False)), cases, verbose=False)
-    assert no_r1.mistake == "no R1 penalty on the critic"
+    assert no_r1.mistake == "no R1 penalty on the discriminator"
     flipped = exercises.check("nb02.stage2_step", through(lambda *a: step(*a, sign=-1.0)), cases, verbose=False)
     assert flipped.mistake == "the repulsion term with the wrong sign"
     from tutorial_lib import unlearning
