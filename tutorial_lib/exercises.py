@@ -526,58 +526,36 @@ register(Exercise(
                       lambda G, r: _distance_variant(G, r, "rms")))))
 
 
-def _stage2_ref(G, D, positives, references, kind, gamma, alpha, r1, seed):
+def _stage2_ref(G, D, positives, references, kind, gamma, alpha, r1, seed, step_fn=None):
     from .unlearning import one_step
-    return one_step(G, D, positives, references, kind, gamma, alpha, r1, seed)
+    return one_step(G, D, positives, references, kind, gamma, alpha, r1, seed, step_fn=step_fn)
 
 
 def _wrong_step(how):
-    """A stage-2 step with one known mistake, for :func:`tutorial_lib.unlearning.one_step`."""
-    import torch.nn.functional as F
+    """The answer of a stage-2 step with one known mistake (through :func:`tutorial_lib.unlearning.one_step`)."""
+    from .gan import d_loss_fn, gan_step, g_loss_fn
+    from .unlearning import repulsion_loss
 
-    def step(G, D, opt_g, opt_d, real, z, distance, kind, gamma, alpha, r1):
-        fake = G(z)
-
-        def rep():
-            d = distance(G)
-            value = {"IL2": 1 / d, "NL2": -d, "EL2": torch.exp(-alpha * d)}[kind]
-            return {"no gamma": 1.0, "sign": -gamma}.get(how, gamma) * value
-
-        def critic():
-            real_ = real.detach().requires_grad_(True)
-            d_real = D(real_)
-            loss = F.softplus(-d_real).mean() + F.softplus(D(fake.detach())).mean()
-            if how != "no r1":
-                (grad,) = torch.autograd.grad(d_real.sum(), real_, create_graph=True)
-                loss = loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
-            opt_d.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_d.step()
-            return loss
-
-        def generator():
-            g_loss = F.softplus(-D(fake)).mean()
-            pen = rep()
-            opt_g.zero_grad(set_to_none=True)
-            (g_loss + pen).backward()
-            opt_g.step()
-            return g_loss, pen
-
-        if how == "generator first":
-            g_loss, pen = generator()
-            d_loss = critic()
-        else:
-            d_loss = critic()
-            g_loss, pen = generator()
+    def step(G, D, opt_g, opt_d, real, z, dist, kind, gamma, alpha, r1):
+        weight = {"no gamma": 1.0, "sign": -gamma}.get(how, gamma)
+        penalty = lambda g: weight * repulsion_loss(kind, dist(g), alpha)  # noqa: E731
+        if how != "generator first":
+            return gan_step(G, D, opt_g, opt_d, real, z, r1=0.0 if how == "no r1" else r1, g_penalty=penalty)
+        fake = G(z)                                  # the generator steps against the discriminator before its update
+        g_loss, pen = g_loss_fn(D(fake)), penalty(G)
+        opt_g.zero_grad(set_to_none=True)
+        (g_loss + pen).backward()
+        opt_g.step()
+        real = real.detach().requires_grad_(True)
+        d_real = D(real)
+        (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+        d_loss = d_loss_fn(d_real, D(fake.detach())) + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
         return {"d_loss": d_loss, "g_loss": g_loss, "penalty": pen}
 
-    return lambda G, D, p, r, kind, gamma, alpha, r1, seed: _stage2_ref_with(step, G, D, p, r, kind, gamma, alpha,
-                                                                            r1, seed)
-
-
-def _stage2_ref_with(step, G, D, positives, references, kind, gamma, alpha, r1, seed):
-    from .unlearning import one_step
-    return one_step(G, D, positives, references, kind, gamma, alpha, r1, seed, step_fn=step)
+    return lambda *case: _stage2_ref(*case, step_fn=step)
 
 
 register(Exercise(
@@ -590,10 +568,10 @@ register(Exercise(
            "torch.autograd.grad(..., create_graph=True) so that it can be back-propagated.",
            "The generator's loss is gan.g_loss_fn of D(fake) plus gamma times the repulsion loss of d, which dist(G) returns: "
            "IL2 is 1/d, NL2 is −d, EL2 decays as exp(−alpha·d). Return the three losses under the names of the docstring."),
-    mistakes=(Mistake("no R1 penalty on the discriminator", "the critic's loss adds r1/2 · E|∂D(x)/∂x|² on the positives",
-                      _wrong_step("no r1")),
-              Mistake("the generator stepped before the critic", "the critic is updated first and the generator's "
-                      "adversarial loss uses the updated critic", _wrong_step("generator first")),
+    mistakes=(Mistake("no R1 penalty on the discriminator", "the discriminator's loss adds r1/2 · E|∂D(x)/∂x|² on "
+                      "the positives", _wrong_step("no r1")),
+              Mistake("the generator stepped before the discriminator", "the discriminator is updated first and the "
+                      "generator's adversarial loss uses the updated discriminator", _wrong_step("generator first")),
               Mistake("the repulsion term without its weight γ", "the generator's loss adds gamma · L_rep(d)",
                       _wrong_step("no gamma")),
               Mistake("the repulsion term with the wrong sign", "the losses already decrease as d grows: adding them "

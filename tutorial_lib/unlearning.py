@@ -262,12 +262,9 @@ def unlearn(G: Generator, D: Discriminator, positives: torch.Tensor, theta_n: Se
             dist = fast_distance(Gu, refs, scale, reduction)
         else:
             dist = lambda g: distance_fn(g, refs, scale)  # noqa: E731
-    step = None
-    if kind is not None and ewc is None and adversarial and repulsion_fn in (None, repulsion_loss):
-        step = step_fn or stage2_step  # the paper's update, or the reader's
-    if step is not None:
+    if step_fn is not None:  # the reader's stage-2 step in place of the paper's update
         def train_step(G_, D_, opt_g, opt_d, real, z):
-            return step(G_, D_, opt_g, opt_d, real, z, dist, kind, gamma, alpha, r1)
+            return step_fn(G_, D_, opt_g, opt_d, real, z, dist, kind, gamma, alpha, r1)
         hist = train_gan(Gu, Du, positives, steps=steps, batch_size=batch_size, lr=lr, betas=betas, seed=seed,
                          device=device, desc=desc, ema=ema, log_every=log_every, monitor=monitor,
                          step_fn=train_step, optimizer=optimizer)
