@@ -36,7 +36,7 @@ def test_explorer_refuses_bad_controls():
 
 def test_departures_table_shape_and_errors():
     styled = plots.departures_table([("lr", "2e-4", "1e-3", "short run"), ("batch", "8", "16", "CPU")])
-    assert list(styled.data.columns) == ["setting", "paper (official code)", "this notebook", "why"]
+    assert list(styled.data.columns) == ["setting", "paper (and its code, where public)", "this notebook", "why"]
     assert len(styled.data) == 2 and "short run" in styled.to_html()
     with pytest.raises(TypeError, match="bad rows: \\[1\\]"):
         plots.departures_table([("a", "b", "c", "d"), ("only", "three", "cells")])

@@ -27,6 +27,25 @@ def test_denoiser_shapes_and_identity_start():
         model(x, mask[:, :, :8])
 
 
+def test_fill_is_the_local_mean_of_kept_pixels():
+    x = torch.rand(1, 3, 12, 12, generator=gen())
+    mask = mid.random_mask(x.shape, 0.6, gen())
+    filled = mid.Denoiser.fill(x * mask, mask)
+    kept = (x * mask)[0]
+    for r, c in [(r, c) for r in range(12) for c in range(12) if mask[0, 0, r, c] == 0][:20]:
+        for half in (1, 2):  # the 3x3 window where it holds a kept pixel, else the 5x5 one
+            rows, cols = slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1)
+            n = float(mask[0, 0, rows, cols].sum())
+            if n:
+                expect = kept[:, rows, cols].sum((1, 2)) / n
+                break
+        else:
+            expect = x[0, :, r, c] * 0  # no kept pixel within 5x5: the (zeroed) input stays
+        torch.testing.assert_close(filled[0, :, r, c], expect, atol=1e-6, rtol=0)
+    ones = torch.ones_like(mask)
+    assert mid.Denoiser.fill(x, ones) is x  # nothing dropped: the input itself
+
+
 def test_denoiser_rejects_bad_inputs():
     model = mid.Denoiser(3, width=8)
     with pytest.raises(tl.InputShapeError, match="channel"):

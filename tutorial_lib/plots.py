@@ -156,14 +156,14 @@ class Explorer:
 
 
 def departures_table(rows: Sequence[Sequence[str]]):
-    """The departures from the paper, as one table: (setting, paper and its official code, ours, why).
+    """The departures from the paper, as one table: (setting, the paper and its code where public, ours, why).
 
     Every method notebook shows one, so that a reader knows which of its numbers may differ from
     the paper's, and why. Returns a pandas Styler (left-aligned, wrapped text) that a cell displays.
     """
     import pandas as pd
 
-    columns = ["setting", "paper (official code)", "this notebook", "why"]
+    columns = ["setting", "paper (and its code, where public)", "this notebook", "why"]
     bad = [i for i, row in enumerate(rows) if len(row) != len(columns) or not all(isinstance(c, str) for c in row)]
     if not rows or bad:
         raise TypeError(f"departures_table needs rows of {len(columns)} strings ({', '.join(columns)}); "
