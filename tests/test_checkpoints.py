@@ -1,3 +1,8 @@
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -225,3 +230,86 @@ def test_a_shared_cache_is_read_but_never_written(tmp_path, monkeypatch):
     result = checkpoints.load_or_train("lin", {"a": 2}, other, train_into(other), verbose=False)
     assert result.status == "trained" and result.path.parent == own
     assert sorted((p.name, p.stat().st_mtime_ns) for p in shared.iterdir()) == before
+
+
+FINGERPRINT_FIXTURE = '''
+import functools
+
+
+def helper(x, scale=0.5):
+    """A docstring."""
+    # a comment
+    table = {k: v for k, v in zip("ab", (1, 2))}
+    return [scale * x ** 2 + table["a"], f"{x:.3f}", (lambda y: y - 1)(x)]
+
+
+@functools.lru_cache(maxsize=None)
+def cached(n):
+    def inner(m):
+        """Inner docstring."""
+        return m + n
+    return inner(3)
+'''
+
+
+def _fixture_module(tmp_path, name, source):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fingerprint_ignores_docstrings_and_comments_and_sees_constants_and_operators(tmp_path):
+    from tutorial_lib import fingerprint
+
+    base = _fixture_module(tmp_path, "fp_base", FINGERPRINT_FIXTURE)
+    text = fingerprint.function_text(base.helper)
+    assert text.startswith('["ast"')
+    for i, (edit, same) in enumerate([
+            (('"""A docstring."""', '"""Another docstring, longer."""'), True),
+            (("# a comment", "# another comment"), True),
+            (("scale * x ** 2", "scale * x**2"), True),                 # formatting
+            (("scale=0.5", "scale=0.25"), False),                       # a constant
+            (("scale * x ** 2 +", "scale * x ** 2 -"), False),          # an operator
+            (('f"{x:.3f}"', 'f"{x:.4f}"'), False)]):                     # inside an f-string
+        edited = _fixture_module(tmp_path, f"fp_edit{i}", FINGERPRINT_FIXTURE.replace(*edit))
+        assert (fingerprint.function_text(edited.helper) == text) is same, edit
+    # the pinned value: the same code gives the same key on every machine and Python version
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == FINGERPRINT_PIN
+
+
+FINGERPRINT_PIN = "da4c352f5aa64d13"
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_fingerprint_is_the_same_under_other_python_versions(tmp_path, version):
+    """The fingerprint module needs only the standard library: run it under another interpreter."""
+    import shutil
+    import subprocess
+
+    from tutorial_lib import fingerprint
+
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = sorted(str(p / "bin" / "python3") for p in pyenv_root.glob(f"{version}.*"))
+    candidates.append(shutil.which(f"python{version}"))
+
+    def works(c):
+        try:
+            return bool(c) and subprocess.run([c, "-c", "pass"], capture_output=True, timeout=30).returncode == 0
+        except OSError:
+            return False
+    python = next((c for c in candidates if works(c)), None)
+    if python is None:
+        pytest.skip(f"no Python {version} on this machine")
+    (tmp_path / "fp_fixture.py").write_text(FINGERPRINT_FIXTURE)
+    script = (f"import importlib.util, sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+              f"spec = importlib.util.spec_from_file_location('fp', {fingerprint.__file__!r})\n"
+              "fp = importlib.util.module_from_spec(spec); spec.loader.exec_module(fp)\n"
+              "import fp_fixture\n"
+              "print(fp.function_text(fp_fixture.helper)); print(fp.function_text(fp_fixture.cached.__wrapped__))\n")
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.splitlines()
+    here = _fixture_module(tmp_path, "fp_fixture_here", FINGERPRINT_FIXTURE)
+    assert out == [fingerprint.function_text(here.helper), fingerprint.function_text(here.cached.__wrapped__)]

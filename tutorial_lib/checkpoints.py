@@ -147,26 +147,16 @@ def _is_own_code(module_name: str | None) -> bool:
     return not os.path.realpath(path).startswith(_INSTALLED)
 
 
-def _canonical_code(code: types.CodeType) -> list:
-    """A code object's instructions, names and constants (nested code objects included), without
-    its file name and line numbers: it changes when the body changes (comments aside), not when
-    the code moves."""
-    consts = [_canonical_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
-    return [code.co_code.hex(), list(code.co_names), list(code.co_varnames), consts]
-
-
 def _fingerprint_text(obj: Any) -> str:
-    """What identifies a function or class: for a function, the code that actually runs (its
-    instructions, names and constants, not the file on disk, which may have been edited since the
-    module was imported); for a class, its bases and plain attributes (its methods are followed
+    """What identifies a function or class, the same on every Python version (see
+    :mod:`tutorial_lib.fingerprint`): for a function, the syntax tree of its source without
+    docstrings and comments; for a class, its bases and plain attributes (its methods are followed
     one by one)."""
-    code = getattr(obj, "__code__", None)
-    if code is not None:
-        return json.dumps(_canonical_code(code))
-    plain = {k: repr(v) for k, v in vars(obj).items()
-             if isinstance(v, (int, float, str, bytes, tuple, frozenset, bool, type(None))) and k != "__module__"}
-    return json.dumps({"bases": [f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__],
-                       "members": sorted(vars(obj)), "values": plain}, sort_keys=True)
+    from .fingerprint import class_text, function_text
+
+    if isinstance(obj, types.FunctionType):
+        return function_text(obj)
+    return class_text(obj)
 
 
 def _code_objects(code: types.CodeType):
@@ -227,6 +217,8 @@ def code_fingerprint(*objects: Any) -> tuple[str, list[str]]:
         if isinstance(obj, nn.Module):
             visit(type(obj))
             return
+        if isinstance(obj, types.FunctionType) and hasattr(obj, "__wrapped__"):
+            obj = inspect.unwrap(obj)  # a decorated function (torch.no_grad, contextmanager): its own body
         if id(obj) in visited:
             return
         if isinstance(obj, types.FunctionType):
