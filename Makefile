@@ -17,7 +17,9 @@ J         ?= 2
 TIMEOUT   ?= 900
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
-.PHONY: env test unit run robust lab student grade report clean-cache clean help
+CLASS_CACHE ?= .cache/class
+
+.PHONY: env test unit run robust cache lab student grade report clean-cache clean help
 
 help:
 	@echo "make env    create .venv and install tutorial_lib with everything it needs"
@@ -25,6 +27,8 @@ help:
 	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ and print the claims table"
 	@echo "make robust run each method notebook over its ROBUST_GRID at PROFILE=$(PROFILE) (NB=02: only 02_*);"
 	@echo "            hold rate of every claim in results/robust/<notebook>.json and a claim x run table"
+	@echo "make cache  train every model of the laptop profile into $(CLASS_CACHE) and pack it with its"
+	@echo "            checksums into class-cache.tar.gz (for a class: see the README)"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make student  write student/ notebooks (solutions stubbed) and the nbgrader course folder nbgrader/"
 	@echo "make grade NB=02 [SUBMISSIONS=submissions OUT=graded J=2 TIMEOUT=900 PROFILE=smoke]"
@@ -65,6 +69,12 @@ run: $(STAMP)
 robust: $(STAMP)
 	$(PY) -m tutorial_lib.robust --profile $(PROFILE) --out results/robust --executed executed/robust \
 	  $(if $(NB),--nb $(NB)) $(METHOD_NOTEBOOKS)
+
+# A class cache: every model of the laptop profile, trained once, packed with SHA-256 checksums.
+cache: $(STAMP)
+	TUTORIAL_CACHE=$(CURDIR)/$(CLASS_CACHE) $(PY) -m tutorial_lib.runner --profile laptop \
+	  --out .cache/class-executed $(NOTEBOOKS)
+	$(PY) -m tutorial_lib.classcache pack $(CLASS_CACHE) class-cache.tar.gz
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

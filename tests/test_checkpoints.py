@@ -1,5 +1,6 @@
 import hashlib
 import importlib.util
+import io
 import os
 from pathlib import Path
 
@@ -313,3 +314,45 @@ def test_fingerprint_is_the_same_under_other_python_versions(tmp_path, version):
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.splitlines()
     here = _fixture_module(tmp_path, "fp_fixture_here", FINGERPRINT_FIXTURE)
     assert out == [fingerprint.function_text(here.helper), fingerprint.function_text(here.cached.__wrapped__)]
+
+
+def test_a_class_cache_is_packed_with_checksums_unpacked_and_read_as_the_shared_cache(tmp_path, monkeypatch, capsys):
+    from tutorial_lib import classcache
+
+    lecturer, students, own = tmp_path / "lecturer", tmp_path / "class", tmp_path / "own"
+    monkeypatch.setenv("TUTORIAL_CACHE", str(lecturer))
+    monkeypatch.delenv("TUTORIAL_SHARED_CACHE", raising=False)
+
+    def train_into(net):
+        def train():
+            with torch.no_grad():
+                net.weight.fill_(0.25)
+        return train
+
+    net = nn.Linear(2, 2)
+    checkpoints.load_or_train("toy", {"a": 1}, net, train_into(net), verbose=False)
+    archive = tmp_path / "class-cache.tar.gz"
+    assert classcache.main(["pack", str(lecturer), str(archive)]) == 0
+    assert classcache.main(["unpack", str(archive), str(students)]) == 0
+    assert "TUTORIAL_SHARED_CACHE=" in capsys.readouterr().out
+    monkeypatch.setenv("TUTORIAL_CACHE", str(own))
+    monkeypatch.setenv("TUTORIAL_SHARED_CACHE", str(students))
+    fresh = nn.Linear(2, 2)
+    result = checkpoints.load_or_train("toy", {"a": 1}, fresh, train_into(fresh), verbose=False)
+    assert result.status == "loaded" and result.path.parent == students
+    assert float(fresh.weight[0, 0].detach()) == 0.25 and not any(own.glob("*.pt"))
+    # a damaged archive is refused and leaves nothing behind
+    import tarfile
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(archive) as src, tarfile.open(damaged, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name.endswith(".pt"):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    with pytest.raises(tl.TutorialError, match="checksum"):
+        classcache.unpack(damaged, tmp_path / "elsewhere")
+    assert not any((tmp_path / "elsewhere").glob("*.pt"))
+    with pytest.raises(tl.TutorialError, match="No checkpoints"):
+        classcache.pack(tmp_path / "empty", tmp_path / "x.tar.gz")

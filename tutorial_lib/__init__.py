@@ -6,6 +6,8 @@ What the notebooks use:
   seeds, progress bars, environment report
 * :mod:`tutorial_lib.profiles`      validated ``smoke`` / ``laptop`` / ``gpu`` configurations
 * :mod:`tutorial_lib.checkpoints`   atomic, config- and code-checked checkpoint cache
+* :mod:`tutorial_lib.classcache`    pack / unpack a class cache of trained models with SHA-256 checksums
+* :mod:`tutorial_lib.fingerprint`   the cache key's view of code: syntax trees, the same on every Python version
 * :mod:`tutorial_lib.results`       claim cells: record, check and display a notebook's claims
 * :mod:`tutorial_lib.data`          offline data that ships inside installed packages, crops, splits
 * :mod:`tutorial_lib.public_data`   checksum-verified downloads of public data sets and weights
