@@ -38,10 +38,18 @@ help:
 
 env: $(STAMP)
 
+# A half-made environment (a failed `python3 -m venv` leaves a python without pip) is removed and
+# made again; when venv itself fails, nothing is left behind and the message says what to install.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import sys, pip; sys.exit(sys.prefix == sys.base_prefix)" >/dev/null 2>&1 || { \
+	  rm -rf $(VENV); echo "creating $(VENV) with $(PYTHON) -m venv"; \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "error: '$(PYTHON) -m venv' failed and nothing was left behind. On Debian or Ubuntu install" >&2; \
+	    echo "       the venv module (apt-get install python3-venv), then run make again." >&2; exit 1; }; }
+	@echo "installing tutorial_lib and its dependencies into $(VENV) (about 6.4 GB with torch's CUDA"
+	@echo "libraries; pip lists each package as it goes)"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[course,grade,dev]"
+	$(PY) -m pip install --progress-bar off -e ".[course,grade,dev]"
 	@# A CPU-only torch from a local wheel cannot load PyPI's torchvision (built against CUDA torch).
 	@# Detect that and install the matching pair from PyPI, ignoring the machine's pip configuration.
 	@$(PY) -c "import torchvision" 2>/dev/null || { \

@@ -1,6 +1,9 @@
 """pyproject.toml and environment.yml must install the same packages with the same ranges."""
 
 import re
+import sys
+
+import pytest
 
 try:
     import tomllib
@@ -107,3 +110,20 @@ def test_package_docstring_lists_every_module():
     modules = {p.stem for p in Path(tutorial_lib.__file__).parent.glob("*.py") if p.stem != "__init__"}
     missing = sorted(m for m in modules if f":mod:`tutorial_lib.{m}`" not in tutorial_lib.__doc__)
     assert not missing, f"tutorial_lib's docstring does not list {missing}"
+
+
+def test_a_failed_venv_leaves_nothing_behind_and_names_the_package(tmp_path):
+    """A half-made .venv (a python without pip) is removed; when venv fails, the message says what to install."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)  # not a virtual environment
+    out = subprocess.run(["make", "env", "PYTHON=false"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "apt-get install python3-venv" in out.stderr and "nothing was left behind" in out.stderr
+    assert not (tmp_path / ".venv").exists()
