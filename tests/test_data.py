@@ -132,3 +132,11 @@ def test_random_crops_are_the_crop_box_draws_of_their_seed():
             top, left = data.crop_box(im.shape[1], im.shape[2], 5, gen)
             expected.append(im[:, top:top + 5, left:left + 5])
     assert torch.equal(crops, torch.stack(expected))
+
+
+def test_the_isp_splits_hold_colour_validation_photos_out_of_training():
+    isp_train, isp_val = set(data.PHOTO_SPLITS["isp_train"]), set(data.PHOTO_SPLITS["isp_val"])
+    assert not isp_train & isp_val and not (isp_train | isp_val) & set(data.PHOTO_SPLITS["test"])
+    assert isp_train < set(data.PHOTO_SPLITS["train"])
+    for name, photo in data.load_photos("isp_val").items():  # colour photographs, not grey ones
+        assert not torch.equal(photo[0], photo[1]), name

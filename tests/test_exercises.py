@@ -322,3 +322,21 @@ def test_the_random_direction_exercise_keeps_block_norms_and_names_a_global_norm
     assert exercises.check("nb01.random_direction", per_block, cases, verbose=False).passed
     assert exercises.check("nb01.random_direction", one_norm, cases, verbose=False).mistake == \
         "one norm for the whole direction"
+
+
+def test_the_critic_loss_exercise_checks_gradients_of_the_critics_and_names_its_mistakes():
+    cases = [(exercises.critic_case(0),), (exercises.critic_case(1, gamma=2.0),)]
+    correct = exercises.check("nb05.critic_loss", exercises.critic_loss_and_grads(
+        lambda *a: exercises._critic_variant(*a)), cases, verbose=False)
+    assert correct.passed
+    for kwargs, name in [(dict(graph=False), "the penalty's graph not kept"), (dict(r2=False), "R1 only, no R2"),
+                         (dict(relativistic=False), "the standard (non-relativistic) GAN loss"),
+                         (dict(half=False), "gamma instead of gamma / 2")]:
+        result = exercises.check("nb05.critic_loss", exercises.critic_loss_and_grads(
+            lambda *a, kw=kwargs: exercises._critic_variant(*a, **kw)), cases, verbose=False)
+        assert not result.passed and result.mistake == name
+    # the cases are rebuilt identically on every call: same critics, same feature maps
+    c1, r1, f1, _ = exercises.critic_case(3)()
+    c2, r2, f2, _ = exercises.critic_case(3)()
+    assert torch.equal(r1["colour"], r2["colour"]) and torch.equal(f1["texture"], f2["texture"])
+    assert all(torch.equal(a, b) for a, b in zip(c1["texture"].parameters(), c2["texture"].parameters()))

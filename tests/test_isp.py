@@ -261,3 +261,131 @@ def test_macs_per_megapixel_counts_transposed_convolutions():
     # 3072 MACs over a 16x16 Bayer image = 12 per Bayer pixel
     up = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 3, 2, stride=2))
     assert isp.macs_per_megapixel(up, raw_size=8) == pytest.approx(12e6)
+
+
+def _tiny_sets(seed=0, n=6, size=16):
+    photos = {"a": torch.rand(3, 64, 64, generator=_gen(seed)), "b": torch.rand(3, 64, 64, generator=_gen(seed + 1))}
+    params = camera.random_camera(_gen(7))
+    return isp.unpaired_training_sets(photos, params, camera.DEFAULT_LOOK, patch=size, per_image=n, block=32,
+                                      seed=seed, noise_scale=0.02)
+
+
+def test_unpaired_recipe_defaults_to_the_paper_and_rejects_unknown_parts():
+    paper = isp.UnpairedRecipe()
+    assert paper.critics == isp.PAPER_CRITICS and paper.fade_margin == 0 and dict(paper.scales) == {}
+    assert isp.UnpairedRecipe(scales={"tv": 0.3}).as_dict()["scales"] == {"tv": 0.3}
+    with pytest.raises(tl.TutorialError, match="critics"):
+        isp.UnpairedRecipe(critics=("texture 0", "sharpness"))
+    with pytest.raises(tl.TutorialError, match="critics"):
+        isp.UnpairedRecipe(critics=())
+    with pytest.raises(tl.TutorialError, match="Unknown term"):
+        isp.UnpairedRecipe(scales={"colour": 0.5})
+    with pytest.raises(tl.TutorialError, match="fade_margin"):
+        isp.UnpairedRecipe(fade_margin=-1)
+
+
+def test_critic_loss_is_the_relativistic_loss_plus_half_gamma_r1_r2():
+    feats = isp.FixedFilterFeatures(0)
+    images = torch.rand(4, 3, 16, 16, generator=_gen(1))
+    fr = isp.critic_features(feats, images, isp.ALL_CRITICS)
+    ff = isp.critic_features(feats, images.flip(-1) * 0.8, isp.ALL_CRITICS)
+    assert list(fr) == list(isp.ALL_CRITICS) and fr["tone"].shape == (4, 4, 2, 2)
+    torch.manual_seed(0)
+    critics = {k: isp.FeatureDiscriminator(v.shape[1], width=4) for k, v in fr.items()}
+    gamma = 3.0
+    want = sum(isp.rpgan_d_loss(D(fr[k]), D(ff[k])) + gamma / 2 * (isp.gradient_penalty(D, fr[k]) +
+                                                                    isp.gradient_penalty(D, ff[k]))
+               for k, D in critics.items())
+    got = isp.critic_loss(critics, fr, ff, gamma)
+    assert torch.allclose(got, want)
+    # the penalties reach the critics' weights (double backward)
+    g_with = torch.autograd.grad(isp.critic_loss(critics, fr, ff, gamma), list(critics["colour"].parameters()))
+    g_without = torch.autograd.grad(isp.critic_loss(critics, fr, ff, 0.0), list(critics["colour"].parameters()))
+    assert any(not torch.allclose(a, b) for a, b in zip(g_with, g_without))
+
+
+def test_unpaired_run_trains_only_its_critics_and_fading_lowers_a_weight():
+    phone, dslr = _tiny_sets()
+    warm = isp.EfficientISP()
+    feats = isp.FixedFilterFeatures(0)
+    for recipe in (isp.UnpairedRecipe(critics=("texture 0", "colour")),
+                   isp.UnpairedRecipe(critics=isp.ALL_CRITICS, fade_margin=0.05, scales={"tv": 0.3})):
+        torch.manual_seed(0)
+        run = isp.UnpairedRun(warm, feats, recipe, ema_decay=0.5, n_snapshots=3, steps=6, probe=dslr[:2])
+        before = [p.clone() for p in run.net.parameters()]
+        hist = run.train(phone, dslr, steps=6, batch_size=4, g_lr=1e-3, d_lr=1e-3, gamma=0.2, seed=1)
+        assert set(hist["loss"]) == {"content", "tv"} | {f"adv {c}" for c in recipe.critics}
+        assert set(run.modules()) == {"ema", "last", "snapshot_0", "snapshot_1", "snapshot_2"} | {
+            f"critic_{c.replace(' ', '_')}" for c in recipe.critics}
+        assert hist["snapshot_steps"] == [0, 3, 6]
+        assert any(not torch.equal(a, b) for a, b in zip(before, run.net.parameters()))
+        # snapshot 0 is the warm start, the last one the final EMA
+        assert all(torch.equal(a, b) for a, b in zip(run.snapshots[0].parameters(), warm.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(run.snapshots[-1].parameters(), run.averaged.parameters()))
+    # fading: a term whose L_G sits at log 2 gets no weight, one far from it keeps its scale
+    seen = []
+    def spy(losses, params, scales):
+        seen.append(dict(scales))
+        return isp.dynamic_weights(losses, params, scales=scales)
+    torch.manual_seed(0)
+    run = isp.UnpairedRun(warm, feats, isp.UnpairedRecipe(fade_margin=0.05), ema_decay=0.0, n_snapshots=1, steps=1)
+    run.train(phone, dslr, steps=1, batch_size=4, g_lr=1e-3, d_lr=1e-3, gamma=0.2, seed=1, weights_fn=spy)
+    g = run.history["loss"]
+    for c in isp.PAPER_CRITICS:
+        margin = abs(g[f"adv {c}"][0] - math.log(2)) / math.log(2)
+        assert seen[0][f"adv {c}"] == pytest.approx(min(1.0, margin / 0.05), abs=1e-3)
+
+
+def test_learned_features_train_their_filters_deterministically():
+    phone, dslr = _tiny_sets(n=8)
+    a = isp.LearnedFeatures(dslr, seed=0, steps=5, batch_size=4)
+    fixed = isp.FixedFilterFeatures(0)
+    assert torch.equal(a.gabor, fixed.gabor)  # before build: the fixed filters
+    info = a.build()
+    assert not torch.equal(a.gabor, fixed.gabor) and len(info["loss"]) >= 1
+    b = isp.LearnedFeatures(dslr, seed=0, steps=5, batch_size=4)
+    b.build()
+    assert torch.equal(a.proj, b.proj) and torch.equal(a.colour_proj, b.colour_proj)
+    assert not any(p.requires_grad for p in a.parameters())
+    with pytest.raises(tl.TutorialError):
+        isp.LearnedFeatures(torch.rand(2, 1, 8, 8))
+
+
+def test_ablation_study_reads_the_notebook_profile_and_its_recorded_table_matches_it():
+    from tutorial_lib import isp_study
+
+    smoke = isp_study.notebook_profile("smoke")
+    assert smoke["gan_steps"] > 0 and "patch" in smoke
+    with pytest.raises(tl.TutorialError, match="No profile"):
+        isp_study.notebook_profile("huge")
+    recorded = isp_study.load_recorded()
+    assert recorded["settings"] == isp_study.notebook_profile(recorded["profile"])
+    assert recorded["profile"] == "laptop" and set(recorded["seeds"]) == {"0", "1"}
+    assert recorded["variants"] == list(isp_study.VARIANTS)
+    rows = isp_study.table(recorded)
+    assert rows["paper"]["PSNR − paper (mean)"] == 0.0
+    for seed, res in recorded["seeds"].items():
+        assert res["paper"]["psnr"] == pytest.approx(rows["paper"][f"PSNR s{seed}"])
+
+
+def test_ablation_study_runs_its_variants_on_the_same_warm_start():
+    from tutorial_lib import isp_study
+
+    cfg = isp_study.notebook_profile("smoke")
+    out = isp_study.run_seed(cfg, 0, {k: isp_study.VARIANTS[k] for k in ("paper", "paper without colour")})
+    assert set(out) == {"warm start", "classic ISP", "paper", "paper without colour"}
+    for name in ("paper", "paper without colour"):
+        assert out[name]["curve"][0] == pytest.approx(out["warm start"]["psnr"], abs=1e-3)  # snapshot 0 = the warm start
+        assert out[name]["psnr"] == pytest.approx(max(out[name]["curve"]), abs=1e-3)  # the best on validation
+
+
+def test_efficient_isp_seed_fixes_the_initial_weights_and_leaves_the_global_stream_alone():
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    a = isp.EfficientISP(seed=3)
+    after = torch.rand(1)
+    b = isp.EfficientISP(seed=3)
+    assert torch.equal(before, after)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(isp.EfficientISP(seed=4).conv1.weight, a.conv1.weight)

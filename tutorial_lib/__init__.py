@@ -23,6 +23,7 @@ What the notebooks use:
 * :mod:`tutorial_lib.camera`        unprocessing sRGB to RAW, sensor noise, a classic ISP (04, 05)
 * :mod:`tutorial_lib.mid`           mask, inpaint and denoise with a refined noise sampler (04)
 * :mod:`tutorial_lib.isp`           a learned ISP trained without aligned pairs (05)
+* :mod:`tutorial_lib.isp_study`     notebook 05's ablation and step-budget study on validation photos (05)
 
 The course tools (command line and tests):
 

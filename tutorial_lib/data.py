@@ -213,12 +213,16 @@ PHOTO_SOURCES = {
 # validation patch. Settings are chosen on "val"; "test" is for the final evaluation only.
 # Notebooks that need two disjoint training sets (clean vs noisy, RAW vs target camera) use
 # "train_a" and "train_b", which partition "train". "val_colour" is the colour part of "val".
+# The ISP notebook judges colour, so it validates on two colour photographs held out of its
+# training photos ("isp_val", taken from "train" and "val"; "isp_train" is the rest of "train").
 PHOTO_SPLITS = {
     "train": ("astronaut", "chelsea", "rocket", "motorcycle", "china"),
     "train_a": ("astronaut", "rocket", "china"),
     "train_b": ("chelsea", "motorcycle"),
     "val": ("immunohistochemistry", "camera", "coins", "grass", "gravel"),
     "val_colour": ("immunohistochemistry",),
+    "isp_train": ("astronaut", "chelsea", "rocket", "china"),
+    "isp_val": ("motorcycle", "immunohistochemistry"),
     "test": ("coffee", "flower", "hubble_deep_field", "retina", "moon"),
 }
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .checks import PASS, FAIL, CheckResult, _clone, _compare, _describe_error, _leaves
 from .errors import TutorialError
@@ -724,24 +725,82 @@ register(Exercise(
     check_grad=False))
 
 
-def _tv_ref(x):
-    from .isp import total_variation
-    return total_variation(x)
+def critic_loss_and_grads(loss_fn: Callable) -> Callable:
+    """Wrap a critic loss ``loss_fn(critics, feats_real, feats_fake, gamma)`` for the check of
+    ``nb05.critic_loss``: the wrapper takes ``make`` (which builds fresh critics, feature maps and
+    gamma) and returns the loss and its gradient with respect to every critic parameter, so that a
+    penalty that does not reach the critics' weights is caught even when its value is right."""
+    def run(make):
+        critics, feats_real, feats_fake, gamma = make()
+        loss = loss_fn(critics, feats_real, feats_fake, gamma)
+        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+            return loss
+        params = [p for D in critics.values() for p in D.parameters()]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return loss.detach(), [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    return run
+
+
+def critic_case(seed: int, gamma: float = 10.0) -> Callable:
+    """A case for ``nb05.critic_loss``: ``make()`` builds the same two small critics and random feature
+    maps (real and fake) every time it is called, and returns (critics, feats_real, feats_fake, gamma)."""
+    from .isp import FeatureDiscriminator
+
+    def make():
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            critics = {"texture": FeatureDiscriminator(4, width=6), "colour": FeatureDiscriminator(2, width=6)}
+            real = {"texture": torch.randn(3, 4, 8, 8), "colour": torch.randn(3, 2, 6, 6)}
+            fake = {k: 0.5 * v + 0.3 * torch.randn(v.shape) for k, v in real.items()}
+        return critics, real, fake, gamma
+    return make
+
+
+def _critic_ref(make):
+    from .isp import critic_loss
+    return critic_loss_and_grads(critic_loss)(make)
+
+
+def _critic_variant(critics, feats_real, feats_fake, gamma, *, r2=True, relativistic=True, graph=True, half=True):
+    total = 0.0
+    for k, D in critics.items():
+        d_real, d_fake = D(feats_real[k]), D(feats_fake[k])
+        if relativistic:
+            total = total + F.softplus(-(d_real - d_fake)).mean()
+        else:
+            total = total + F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        pens = []
+        for x in ((feats_real[k], feats_fake[k]) if r2 else (feats_real[k],)):
+            x = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(D(x).sum(), x, create_graph=graph)
+            pens.append(g.pow(2).flatten(1).sum(1).mean())
+        total = total + (gamma / 2 if half else gamma) * sum(pens)
+    return total
 
 
 register(Exercise(
-    "nb05.tv", "total variation", 1, _tv_ref, "isp.total_variation", ("tutorial_lib.isp.total_variation",),
-    hints=("Total variation measures how much neighbouring pixels differ, vertically and horizontally.",
-           "Slicing gives the neighbours: along the height, rows 1.. against rows ..-1; the same along the width. "
-           "Use ... for the leading dimensions so any (N, C, H, W) batch works.",
-           "Square the differences and take the mean of each direction separately (they have different sizes), "
-           "then add the two means."),
-    mistakes=(Mistake("absolute differences instead of squared ones", "this total variation squares the differences",
-                      lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()),
-              Mistake("a sum instead of a mean", "a mean keeps the term's scale independent of the image size",
-                      lambda x: (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum()),
-              Mistake("one direction only", "add the vertical and the horizontal differences",
-                      lambda x: (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()))))
+    "nb05.critic_loss", "critic loss: relativistic pairing with R1 and R2", 2, _critic_ref, "isp.critic_loss",
+    ("tutorial_lib.isp.critic_loss", "tutorial_lib.isp.rpgan_d_loss", "tutorial_lib.isp.gradient_penalty"),
+    hints=("Each critic D scores a batch of feature maps, one number per image. The relativistic loss looks at the "
+           "difference D(real) - D(fake) of paired samples: the critic wants it large. The penalties keep D smooth "
+           "around both sets of samples.",
+           "softplus(-t) is small when t is large (torch.nn.functional.softplus). For a penalty, take the feature "
+           "maps as fresh leaves that require a gradient, ask torch.autograd.grad for the gradient of D's summed "
+           "scores with respect to them, and keep its graph (create_graph=True) so the critic's weights still "
+           "receive the penalty's gradient.",
+           "Per critic: the mean of softplus(-(D(real) - D(fake))), plus gamma / 2 times the sum of the two "
+           "penalties; a penalty is the squared gradient norm per image, averaged over the batch. Sum over critics."),
+    mistakes=(Mistake("R1 only, no R2", "penalise the gradient at the fake feature maps too (R2)",
+                      lambda make: critic_loss_and_grads(lambda *a: _critic_variant(*a, r2=False))(make)),
+              Mistake("the standard (non-relativistic) GAN loss", "the loss compares each real score with its paired "
+                      "fake score: softplus(-(D(real) - D(fake)))",
+                      lambda make: critic_loss_and_grads(lambda *a: _critic_variant(*a, relativistic=False))(make)),
+              Mistake("the penalty's graph not kept", "without create_graph=True the penalty has the right value but "
+                      "no gradient reaches the critic's weights",
+                      lambda make: critic_loss_and_grads(lambda *a: _critic_variant(*a, graph=False))(make)),
+              Mistake("gamma instead of gamma / 2", "the two penalties are weighted by gamma / 2",
+                      lambda make: critic_loss_and_grads(lambda *a: _critic_variant(*a, half=False))(make))),
+    check_grad=False))
 
 
 def _dyn_ref(make, scales):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -91,23 +92,45 @@ def checkerboard_patches(photos: Mapping[str, torch.Tensor], parity: int, patch_
     return torch.stack(out).contiguous()
 
 
+def unpaired_training_sets(photos: Mapping[str, torch.Tensor], phone_camera, look: TargetLook, *, patch: int,
+                           per_image: int, block: int, seed: int, hue_jitter: float = 0.5,
+                           noise_scale: float = 1.0) -> tuple["PhoneSet", torch.Tensor]:
+    """The two unpaired training sets from the same photographs: the phone's RAW patches (with their
+    classic-ISP renderings) from the black checkerboard cells, the target camera's patches from the
+    white ones. Both sets photograph recoloured scenes (a random hue rotation of at most
+    ``hue_jitter`` radians and a chroma scale per patch, before any camera sees them).
+    Returns (phone set, target-camera patches)."""
+    scene_gen = torch.Generator().manual_seed(seed + 1)
+    phone_scenes = recolour(checkerboard_patches(photos, 0, patch, per_image, seed=seed, block=block), scene_gen,
+                            max_angle=hue_jitter)
+    dslr_scenes = recolour(checkerboard_patches(photos, 1, patch, per_image, seed=seed + 1, block=block), scene_gen,
+                           max_angle=hue_jitter)
+    phone = make_phone_set(phone_scenes, phone_camera, torch.Generator().manual_seed(seed + 2), look=look,
+                           noise_scale=noise_scale)
+    return phone, apply_look(dslr_scenes, look)
+
+
 # ------------------------------------------------------------------------------------------ network
 class EfficientISP(nn.Module):
     """EfficientISP-like RAW-to-RGB network.
 
     Input: packed RGGB RAW (N, 4, h, w) in [0, 1]; output: sRGB (N, 3, 2h, 2w). Three 3x3
     convolutions at half resolution (tanh, ReLU, ReLU), the last one with 12 = 3 x 2 x 2 channels,
-    then PixelShuffle(2). ``width=12`` gives 3,060 parameters, as in the paper.
+    then PixelShuffle(2). ``width=12`` gives 3,060 parameters, as in the paper. With ``seed``, the
+    initial weights depend on it alone (not on the global random stream).
     """
 
-    def __init__(self, width: int = 12):
+    def __init__(self, width: int = 12, seed: int | None = None):
         super().__init__()
         if not isinstance(width, int) or width < 1:
             raise TutorialError(f"width must be a positive integer, got {width!r}.")
         self.width = width
-        self.conv1 = nn.Conv2d(4, width, 3, padding=1, padding_mode="replicate")
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate")
-        self.conv3 = nn.Conv2d(width, 12, 3, padding=1, padding_mode="replicate")
+        with torch.random.fork_rng(enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            self.conv1 = nn.Conv2d(4, width, 3, padding=1, padding_mode="replicate")
+            self.conv2 = nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate")
+            self.conv3 = nn.Conv2d(width, 12, 3, padding=1, padding_mode="replicate")
         self.shuffle = nn.PixelShuffle(2)
         with torch.no_grad():  # start with mid-grey outputs, so the last ReLU is active from step 0
             self.conv3.bias.fill_(0.3)
@@ -362,6 +385,66 @@ class FixedFilterFeatures(FrozenFeatures):
         return self._crelu(F.conv2d(opp, self.colour_proj.to(rgb.dtype), padding=1))
 
 
+class LearnedFeatures(FixedFilterFeatures):
+    """The fallback's architecture with its filters *learned* offline, self-supervised, on photographs
+    (ours; no pre-trained weights, nothing downloaded).
+
+    Starting from the fixed Gabor bank and random projections, both branches are trained as the
+    encoders of two small denoising auto-encoders: the grayscale branch reconstructs a clean
+    luminance patch from a noisy one (from its two maps), the colour branch a blurred RGB patch at
+    half resolution from a noisy one. The images are the scenes themselves (no camera), so the
+    filters learn natural-image structure, as ImageNet pre-training does, and favour neither camera.
+    :meth:`build` (re)trains them from ``patches`` with ``seed``; then they are frozen.
+    """
+
+    name = "offline learned: the fallback's filters trained as denoising auto-encoders on the training photos"
+
+    def __init__(self, patches: torch.Tensor, seed: int = 0, width: int = 16, steps: int = 300,
+                 batch_size: int = 32, noise: float = 0.1):
+        check_images(patches, channels=3, name="patches")
+        super().__init__(seed, width)  # the fixed filters: the starting point (build() trains them)
+        self._patches, self.steps, self.batch_size, self.noise = patches, int(steps), int(batch_size), float(noise)
+
+    def build(self) -> dict:
+        from .runtime import progress
+
+        fixed = super().build()
+        if "_patches" not in self.__dict__:  # called from the fallback's __init__: the fixed filters only
+            return fixed
+        gen = torch.Generator().manual_seed(self.seed + 7)
+        enc = {k: nn.Parameter(getattr(self, k).clone()) for k in ("gabor", "proj", "colour_proj")}
+        dec_gray = nn.Sequential(nn.Conv2d(16 + 2 * self.width, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1))
+        dec_rgb = nn.Sequential(nn.Conv2d(2 * self.width, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
+        torch.manual_seed(self.seed + 7)
+        for m in (dec_gray, dec_rgb):
+            for layer in m:
+                if isinstance(layer, nn.Conv2d):
+                    layer.reset_parameters()
+        opt = torch.optim.Adam([*enc.values(), *dec_gray.parameters(), *dec_rgb.parameters()], lr=3e-3)
+        losses = []
+        for step in progress(range(self.steps), desc="learned features"):
+            idx = torch.randint(0, len(self._patches), (self.batch_size,), generator=gen)
+            x = self._patches[idx]
+            noisy = (x + self.noise * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+            gray, gray_noisy = luminance(x), luminance(noisy)
+            f0 = self._crelu(F.conv2d(F.pad(gray_noisy, (3, 3, 3, 3), mode="reflect"), enc["gabor"]))
+            f1 = self._crelu(F.conv2d(F.avg_pool2d(f0, 2), enc["proj"], padding=1))
+            rec = dec_gray(torch.cat([f0, F.interpolate(f1, scale_factor=2.0, mode="nearest")], 1))
+            opp = torch.einsum("ij,njhw->nihw", self.opponent, F.avg_pool2d(blur(noisy, 2.0), 2))
+            fc = self._crelu(F.conv2d(opp, enc["colour_proj"], padding=1))
+            rec_rgb = dec_rgb(fc)
+            loss = F.mse_loss(rec, gray) + F.mse_loss(rec_rgb, F.avg_pool2d(blur(x, 2.0), 2))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 50 == 0 or step == self.steps - 1:
+                losses.append(round(float(loss.detach()), 6))
+        with torch.no_grad():
+            for k, v in enc.items():
+                getattr(self, k).copy_(v)
+        return {"filters": "learned (denoising auto-encoders)", "seed": self.seed, "loss": losses}
+
+
 class PretrainedFeatures(FrozenFeatures):
     """ImageNet-trained torchvision networks read from the local torch hub cache (no download here).
 
@@ -549,9 +632,194 @@ def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
 
 
 __all__ = [
-    "blur", "checkerboard_patches", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
+    "blur", "checkerboard_patches", "unpaired_training_sets", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
     "rpgan_d_loss", "rpgan_g_loss", "gradient_penalty", "dynamic_weights", "PretrainedFile",
     "PRETRAINED_FILES", "hub_checkpoint_dir", "pretrained_path", "pretrained_available", "FrozenFeatures",
-    "FixedFilterFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",
+    "FixedFilterFeatures", "LearnedFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",
     "make_phone_set", "autocast", "train_paired", "render",
 ]
+
+
+# -------------------------------------------------------------------------------- unpaired training
+PAPER_CRITICS = ("texture 0", "texture 1", "colour")
+"""The paper's three critics: two on grayscale texture features, one on features of a blurred image."""
+ALL_CRITICS = PAPER_CRITICS + ("tone",)
+
+
+@dataclass(frozen=True)
+class UnpairedRecipe:
+    """What the unpaired objective contains. The default is the paper's recipe: content + TV + the
+    three critics of :data:`PAPER_CRITICS`, every term at dynamic weight (all scales 1), no fading.
+
+    * ``critics``: which critics to train (``"tone"``, a critic on 8x8-block averages of the patch
+      and their luminance, is not in the paper);
+    * ``scales``: fixed multipliers ``s_k`` of the dynamic weights, by term name (``"tv"``,
+      ``"adv texture 0"``, ...); a term not named has scale 1;
+    * ``fade_margin``: 0 (the paper) or the margin below which an adversarial term fades out: its
+      scale is multiplied by ``min(1, |L_G - log 2| / (fade_margin log 2))``, so that a critic that no
+      longer separates the two sets stops pushing the network with a unit-norm gradient of noise.
+    """
+
+    critics: tuple = PAPER_CRITICS
+    scales: tuple = ()
+    fade_margin: float = 0.0
+    tone_pool: int = 8
+
+    def __post_init__(self):
+        unknown = [c for c in self.critics if c not in ALL_CRITICS]
+        if unknown or not self.critics:
+            raise TutorialError(f"critics must be a non-empty subset of {ALL_CRITICS}, got {self.critics!r}.")
+        object.__setattr__(self, "critics", tuple(self.critics))
+        scales = dict(self.scales)
+        terms = ("content", "tv") + tuple(f"adv {c}" for c in ALL_CRITICS)
+        bad = [k for k in scales if k not in terms]
+        if bad:
+            raise TutorialError(f"Unknown term(s) {bad} in scales; terms: {', '.join(terms)}.")
+        object.__setattr__(self, "scales", tuple(sorted(scales.items())))
+        if self.fade_margin < 0:
+            raise TutorialError(f"fade_margin must be >= 0, got {self.fade_margin!r}.")
+
+    def as_dict(self) -> dict:
+        return {"critics": list(self.critics), "scales": dict(self.scales), "fade_margin": self.fade_margin,
+                "tone_pool": self.tone_pool}
+
+
+def critic_features(feature_nets: FrozenFeatures, images: torch.Tensor, critics: Sequence[str],
+                    tone_pool: int = 8) -> dict[str, torch.Tensor]:
+    """The frozen feature map each critic judges, by critic name."""
+    out = {}
+    if "texture 0" in critics or "texture 1" in critics:
+        tex0, tex1 = feature_nets.texture(luminance(images))
+        out.update({"texture 0": tex0, "texture 1": tex1})
+    if "colour" in critics:
+        out["colour"] = feature_nets.colour(blur(images, 2.0))
+    if "tone" in critics:
+        coarse = F.avg_pool2d(images, tone_pool)
+        out["tone"] = torch.cat([coarse, luminance(coarse)], dim=1)
+    return {k: out[k] for k in critics}
+
+
+def critic_loss(critics: Mapping[str, nn.Module], feats_real: Mapping[str, torch.Tensor],
+                feats_fake: Mapping[str, torch.Tensor], gamma: float) -> torch.Tensor:
+    """The critics' loss, summed over critics: relativistic pairing loss of each real/fake pair plus
+    ``gamma / 2`` times (R1 on the real features + R2 on the fake features)."""
+    total = 0.0
+    for k, D in critics.items():
+        real, fake = feats_real[k].float(), feats_fake[k].float()
+        total = total + rpgan_d_loss(D(real), D(fake))
+        total = total + gamma / 2 * (gradient_penalty(D, real) + gradient_penalty(D, fake))
+    return total
+
+
+class UnpairedRun:
+    """Everything the unpaired stage trains, started from a warm-started network ``start``: the
+    network, its EMA (evaluated), ``n_snapshots`` EMA snapshots spread over training (0 = the start)
+    and one :class:`FeatureDiscriminator` per critic of ``recipe``. :meth:`modules` is what a
+    checkpoint stores; :meth:`train` runs the loop."""
+
+    def __init__(self, start: nn.Module, feature_nets: FrozenFeatures, recipe: UnpairedRecipe, *,
+                 ema_decay: float, n_snapshots: int, steps: int, device: torch.device | str = "cpu",
+                 probe: torch.Tensor | None = None):
+        import copy
+
+        from .models import ema_model
+
+        self.device = torch.device(device)
+        self.recipe, self.feature_nets = recipe, feature_nets
+        self.net = copy.deepcopy(start).to(self.device)
+        self.ema = ema_model(self.net, ema_decay, steps=steps)
+        self.snapshots = [copy.deepcopy(start) for _ in range(max(int(n_snapshots), 1))]
+        if probe is None:
+            probe = torch.zeros(2, 3, 32, 32)
+        with torch.no_grad():
+            feats = critic_features(feature_nets, probe.to(self.device), recipe.critics, recipe.tone_pool)
+        self.critics = {k: FeatureDiscriminator(v.shape[1]).to(self.device) for k, v in feats.items()}
+        self.history: dict = {"step": [], "loss": {}, "weight": {}, "loss_d": [], "snapshot_steps": []}
+
+    @property
+    def averaged(self) -> nn.Module:
+        return self.ema.module
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"ema": self.ema.module, "last": self.net, **{f"snapshot_{k}": s for k, s in enumerate(self.snapshots)},
+                **{f"critic_{k.replace(' ', '_')}": D for k, D in self.critics.items()}}
+
+    def train(self, phone: "PhoneSet", dslr: torch.Tensor, *, steps: int, batch_size: int, g_lr: float, d_lr: float,
+              gamma: float, seed: int, critic_loss_fn: Callable = critic_loss,
+              weights_fn: Callable | None = None, desc: str = "unpaired ISP") -> dict:
+        """The unpaired loop. Each step: (1) one critic update on a batch of network outputs and a
+        batch of *randomly drawn* target-camera patches, with ``critic_loss_fn`` (relativistic
+        pairing + R1 + R2); (2) the generator terms (content to the classic ISP, TV, one adversarial
+        term per critic), combined by ``weights_fn`` (dynamic weights, times the recipe's scales and
+        fading); (3) an Adam step and the EMA update. Returns the history (losses and weights every
+        5 steps, wall time, throughput)."""
+        from .runtime import progress
+
+        check_images(dslr, channels=3, name="dslr")
+        weights_fn = weights_fn or (lambda losses, params, scales: dynamic_weights(losses, params, scales=scales))
+        recipe, dev, net, fn = self.recipe, self.device, self.net, self.feature_nets
+        params = list(net.parameters())
+        opt_g = torch.optim.Adam(params, lr=g_lr, betas=(0.5, 0.9))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, max(steps, 1), eta_min=g_lr * 0.1)
+        opt_d = torch.optim.Adam([p for D in self.critics.values() for p in D.parameters()], lr=d_lr, betas=(0.5, 0.9))
+        scales = dict(recipe.scales)
+        gen = torch.Generator().manual_seed(seed)
+        snap_at = sorted(set(torch.linspace(0, steps, len(self.snapshots)).round().long().tolist()))
+        raw_all, classic_all, real_all = phone.raw.to(dev), phone.classic.to(dev), dslr.to(dev)
+        history = self.history
+        net.train()
+        start = time.perf_counter()
+        log2 = math.log(2.0)
+        for step in progress(range(steps + 1), desc=desc):
+            if step in snap_at:  # snapshot of the EMA weights
+                self.snapshots[snap_at.index(step)].load_state_dict(self.ema.module.state_dict())
+                history["snapshot_steps"].append(step)
+            if step == steps:
+                break
+            i = torch.randint(0, len(raw_all), (batch_size,), generator=gen).to(dev)
+            j = torch.randint(0, len(real_all), (batch_size,), generator=gen).to(dev)
+            raw, classic, real = raw_all[i], classic_all[i], real_all[j]
+            with autocast(dev):
+                fake = net(raw).float()
+                with torch.no_grad():
+                    feats_real = critic_features(fn, real, recipe.critics, recipe.tone_pool)
+                    feats_fake_d = critic_features(fn, fake.detach(), recipe.critics, recipe.tone_pool)
+            # (1) the critics (float32: the penalties differentiate twice)
+            loss_d = critic_loss_fn(self.critics, feats_real, feats_fake_d, gamma)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # (2) the generator's terms
+            with autocast(dev):
+                feats_fake = critic_features(fn, fake, recipe.critics, recipe.tone_pool)
+                losses = {"content": content_loss(fn.content, fake, classic).float(),
+                          "tv": total_variation(fake).float()}
+                for k, D in self.critics.items():
+                    losses[f"adv {k}"] = rpgan_g_loss(D(feats_real[k]).float(), D(feats_fake[k]).float())
+            step_scales = dict(scales)
+            if recipe.fade_margin > 0:
+                for k in self.critics:
+                    margin = abs(float(losses[f"adv {k}"].detach()) - log2) / log2
+                    step_scales[f"adv {k}"] = step_scales.get(f"adv {k}", 1.0) * min(1.0, margin / recipe.fade_margin)
+            weights, grads = weights_fn(losses, params, step_scales)
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt_g.step()
+            sched.step()
+            self.ema.update_parameters(net)
+            if step % 5 == 0 or step == steps - 1:
+                history["step"].append(step)
+                history["loss_d"].append(round(float(loss_d.detach()), 5))
+                for k in losses:
+                    history["loss"].setdefault(k, []).append(round(float(losses[k].detach()), 5))
+                    history["weight"].setdefault(k, []).append(float(f"{weights[k]:.5g}"))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        history["seconds"] = seconds
+        history["raw_megapixels_per_s"] = steps * batch_size * raw_all.shape[-1] * raw_all.shape[-2] * 4 / 1e6 / max(seconds, 1e-9)
+        net.eval()
+        return history
+
+
+__all__ += ["PAPER_CRITICS", "ALL_CRITICS", "UnpairedRecipe", "critic_features", "critic_loss", "UnpairedRun"]
