@@ -204,22 +204,23 @@ def show(result: dict, variants: list[str] | None = None):
 
 
 def verdict(result: dict, variant: str) -> str:
-    """One computed sentence: the variant's validation PSNR against the paper's recipe at every seed,
-    whether it helps at every seed, and whether its best snapshot was the warm start at every seed."""
+    """One computed sentence: the variant's validation PSNR against the paper's recipe at each seed,
+    whether it is higher (or lower) at all of them, and the training step of its chosen snapshot."""
     seeds = list(result["seeds"])
+    every = "both seeds" if len(seeds) == 2 else "every seed"
     diffs = [result["seeds"][s][variant]["psnr"] - result["seeds"][s]["paper"]["psnr"] for s in seeds]
     de = [result["seeds"][s][variant]["delta_e"] - result["seeds"][s]["paper"]["delta_e"] for s in seeds]
     each = ", ".join(f"s{s} {d:+.2f} dB" for s, d in zip(seeds, diffs))
     if all(d > 0 for d in diffs):
-        word = "higher PSNR than the paper's recipe at every seed"
+        word = f"higher PSNR than the paper's recipe at {every}"
     elif all(d < 0 for d in diffs):
-        word = "lower PSNR than the paper's recipe at every seed"
+        word = f"lower PSNR than the paper's recipe at {every}"
     else:
         word = "no consistent change"
-    text = f"{word} ({each}; Delta E {min(de):+.2f} to {max(de):+.2f})"
-    if all(result["seeds"][s][variant].get("snapshot") == 0 for s in seeds):
-        text += "; no snapshot beats the warm start"
-    return text
+    steps, snaps = result["settings"]["gan_steps"], result["settings"]["snapshots"]
+    chosen = ", ".join(f"s{s} step {round(result['seeds'][s][variant]['snapshot'] * steps / max(snaps - 1, 1))}"
+                       for s in seeds)
+    return f"{word} ({each}; Delta E {min(de):+.2f} to {max(de):+.2f}; chosen snapshot: {chosen}, 0 = the warm start)"
 
 
 def show_budgets(result: dict):
