@@ -158,11 +158,11 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-RECORDED = Path(__file__).resolve().parent / "recorded" / "05_ablation.json"
+RECORDED = Path(__file__).resolve().parent / "recorded" / "studies" / "05_ablation.json"
 
 
 def load_recorded(path: Path | None = None) -> dict:
-    """The ablation result that ships with the package (``tutorial_lib/recorded/05_ablation.json``)."""
+    """The ablation result that ships with the package (``tutorial_lib/recorded/studies/05_ablation.json``)."""
     path = Path(path or RECORDED)
     if not path.is_file():
         raise TutorialError(f"No recorded ablation at {path}; `python -m tutorial_lib.isp_study --out {path}` makes it.")
