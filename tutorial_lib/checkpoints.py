@@ -133,10 +133,16 @@ def checkpoint_path(name: str, config: Mapping[str, Any]) -> Path:
 _INSTALLED = tuple(os.path.realpath(p) for p in {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
 
 
+# The cache's own machinery stores and finds models; it cannot change what one learns, so a model
+# trained through a function that caches its parts (a pre-trained GAN) keeps its key when it changes.
+_CACHE_MACHINERY = ("tutorial_lib.checkpoints", "tutorial_lib.fingerprint")
+
+
 def _is_own_code(module_name: str | None) -> bool:
-    """Code that can change between two runs: this library, a notebook (``__main__``), or a module
-    of the reader's own (not the standard library, not an installed third-party package)."""
-    if not module_name:
+    """Code that can change between two runs: this library (but for the cache's own machinery), a
+    notebook (``__main__``), or a module of the reader's own (not the standard library, not an
+    installed third-party package)."""
+    if not module_name or module_name in _CACHE_MACHINERY:
         return False
     if module_name == "__main__" or module_name == "tutorial_lib" or module_name.startswith("tutorial_lib."):
         return True

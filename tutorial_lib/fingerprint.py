@@ -20,9 +20,13 @@ import inspect
 import json
 import textwrap
 import types
+import weakref
 from typing import Any
 
 _SKIPPED_FIELDS = {"type_comment", "type_params", "kind"}  # version-dependent or irrelevant to behaviour
+# class attributes that some Python versions add and that say nothing about behaviour
+_CLASS_BOOKKEEPING = ("__module__", "__doc__", "__qualname__", "__firstlineno__", "__static_attributes__")
+_TEXTS: "weakref.WeakKeyDictionary[types.FunctionType, tuple]" = weakref.WeakKeyDictionary()
 
 
 def _tree_text(node: Any) -> Any:
@@ -80,10 +84,7 @@ def _names_and_constants(code: types.CodeType, top_doc: bool) -> list:
 
 def _matches_running_code(node: ast.AST, fn: types.FunctionType) -> bool:
     """True when ``node`` compiles to the code that runs (the file was not edited since import)."""
-    import copy
-
     try:
-        node = copy.deepcopy(node)
         module = ast.Module(body=[ast.Expr(node) if isinstance(node, ast.Lambda) else node], type_ignores=[])
         compiled = compile(ast.fix_missing_locations(module), "<fingerprint>", "exec")
     except (SyntaxError, ValueError, TypeError):
@@ -95,7 +96,17 @@ def _matches_running_code(node: ast.AST, fn: types.FunctionType) -> bool:
 
 
 def function_text(fn: types.FunctionType) -> str:
-    """The fingerprint text of one function (see the module)."""
+    """The fingerprint text of one function (see the module). Kept per function object while its
+    code stays the same, so that a notebook's many cache lookups read and parse each source once."""
+    cached = _TEXTS.get(fn)
+    if cached is not None and cached[0] is fn.__code__:
+        return cached[1]
+    text = _function_text(fn)
+    _TEXTS[fn] = (fn.__code__, text)
+    return text
+
+
+def _function_text(fn: types.FunctionType) -> str:
     tree = _parsed_source(fn)
     if tree is not None and isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) \
             and not _matches_running_code(tree, fn):
@@ -109,9 +120,8 @@ def function_text(fn: types.FunctionType) -> str:
 def class_text(cls: type) -> str:
     """A class's bases and plain attributes (its methods are fingerprinted one by one)."""
     plain = {k: repr(v) for k, v in vars(cls).items()
-             if isinstance(v, (int, float, str, bytes, tuple, frozenset, bool, type(None)))
-             and k not in ("__module__", "__doc__", "__qualname__", "__firstlineno__", "__static_attributes__")}
-    members = sorted(k for k in vars(cls) if k not in ("__doc__", "__firstlineno__", "__static_attributes__"))
+             if isinstance(v, (int, float, str, bytes, tuple, frozenset, bool, type(None))) and k not in _CLASS_BOOKKEEPING}
+    members = sorted(k for k in vars(cls) if k == "__module__" or k not in _CLASS_BOOKKEEPING)
     return json.dumps({"bases": [f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__],
                        "members": members, "values": plain}, sort_keys=True)
 
