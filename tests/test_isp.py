@@ -389,3 +389,11 @@ def test_efficient_isp_seed_fixes_the_initial_weights_and_leaves_the_global_stre
     assert torch.equal(before, after)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(isp.EfficientISP(seed=4).conv1.weight, a.conv1.weight)
+
+
+def test_shoot_gives_the_phone_set_of_a_split_and_its_names():
+    params = camera.random_camera(_gen(7))
+    shot, names = isp.shoot("isp_val", params, side=32, seed=4, noise_scale=0.02)
+    again, _ = isp.shoot("isp_val", params, side=32, seed=4, noise_scale=0.02)
+    assert names == list(tl.data.PHOTO_SPLITS["isp_val"]) and shot.raw.shape == (len(names), 4, 16, 16)
+    assert torch.equal(shot.raw, again.raw) and shot.truth.shape == (len(names), 3, 32, 32)

@@ -21,7 +21,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from .errors import TutorialError
+from .errors import TutorialError, exit_status
 
 MANIFEST = "SHA256SUMS.json"
 
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("archive")
     u.add_argument("folder")
     args = parser.parse_args(argv)
-    try:
+
+    def work():
         if args.command == "pack":
             sums = pack(args.cache_dir, args.archive)
             size = Path(args.archive).stat().st_size / 1e6
@@ -105,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             sums = unpack(args.archive, args.folder)
             print(f"{len(sums)} checkpoints checked and written to {args.folder}. Use them with:\n"
                   f"  export TUTORIAL_SHARED_CACHE={Path(args.folder).resolve()}")
-    except TutorialError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
+    return exit_status(work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,11 @@
 
 Every error the library raises on bad input derives from :class:`TutorialError`,
 so a notebook can show one clear sentence instead of a traceback from deep inside torch.
+:func:`exit_status` does the same for the command-line tools.
 """
+
+import sys
+from typing import Callable
 
 
 class TutorialError(Exception):
@@ -27,3 +31,14 @@ class InputShapeError(TutorialError, ValueError):
 
 class ClaimFailed(TutorialError, AssertionError):
     """A notebook's claim does not hold at a profile where it must."""
+
+
+def exit_status(work: Callable[[], object]) -> int:
+    """Run a command-line tool's ``work()``: exit status 0 when it succeeds; bad input (a
+    :class:`TutorialError`) becomes one line ``error: ...`` on stderr and status 2, not a traceback."""
+    try:
+        work()
+    except TutorialError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

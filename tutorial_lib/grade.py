@@ -48,7 +48,7 @@ from typing import Any
 
 import nbformat
 
-from .errors import TutorialError
+from .errors import TutorialError, exit_status
 from .exercises import CHECK_TAG, RECORD_FOLDER, exercise_of, get
 
 STATUSES = ("passed", "failed", "not attempted", "error", "timeout")
@@ -409,13 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         from .results import project_root
         root = project_root()
         source = (root / "notebooks") if root else Path("notebooks")
-    try:
-        grade(args.submissions, args.notebook, args.out, source=source, jobs=args.jobs, profile=args.profile,
-              timeout=args.timeout, scheduler=args.scheduler, shared_cache=args.shared_cache)
-    except TutorialError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: grade(args.submissions, args.notebook, args.out, source=source, jobs=args.jobs,
+                                     profile=args.profile, timeout=args.timeout, scheduler=args.scheduler,
+                                     shared_cache=args.shared_cache))
 
 
 if __name__ == "__main__":

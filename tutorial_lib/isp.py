@@ -413,13 +413,11 @@ class LearnedFeatures(FixedFilterFeatures):
             return fixed
         gen = torch.Generator().manual_seed(self.seed + 7)
         enc = {k: nn.Parameter(getattr(self, k).clone()) for k in ("gabor", "proj", "colour_proj")}
-        dec_gray = nn.Sequential(nn.Conv2d(16 + 2 * self.width, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1))
-        dec_rgb = nn.Sequential(nn.Conv2d(2 * self.width, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
-        torch.manual_seed(self.seed + 7)
-        for m in (dec_gray, dec_rgb):
-            for layer in m:
-                if isinstance(layer, nn.Conv2d):
-                    layer.reset_parameters()
+        with torch.random.fork_rng():  # the decoders' initial weights, without touching the global stream
+            torch.manual_seed(self.seed + 7)
+            dec_gray = nn.Sequential(nn.Conv2d(16 + 2 * self.width, 16, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(16, 1, 3, padding=1))
+            dec_rgb = nn.Sequential(nn.Conv2d(2 * self.width, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
         opt = torch.optim.Adam([*enc.values(), *dec_gray.parameters(), *dec_rgb.parameters()], lr=3e-3)
         losses = []
         for step in progress(range(self.steps), desc="learned features"):
@@ -582,6 +580,17 @@ def make_phone_set(rgb: torch.Tensor, params, gen: torch.Generator, look: Target
     return PhoneSet(raw, classic, apply_look(rgb, look), levels)
 
 
+def shoot(split: str, phone_camera, *, side: int, seed: int, look: TargetLook = DEFAULT_LOOK,
+          noise_scale: float = 1.0) -> tuple[PhoneSet, list[str]]:
+    """Photos of a split (``data.load_photos(split, side=side)``: square views) shot by the phone with
+    the noise drawn from ``seed``: (their phone set, their names)."""
+    from .data import load_photos
+
+    photos = load_photos(split, side=side)
+    return (make_phone_set(torch.stack(list(photos.values())), phone_camera, torch.Generator().manual_seed(seed),
+                           look=look, noise_scale=noise_scale), list(photos))
+
+
 # ---------------------------------------------------------------------------------------- training
 def autocast(device: torch.device | str):
     """bfloat16 autocast on CUDA, a no-op elsewhere (mixed precision only on the GPU)."""
@@ -629,15 +638,6 @@ def render(isp: nn.Module, raw: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """Run ``isp`` on RAW images in batches (eval mode, no gradients); result on the CPU, in [0, 1]."""
     check_images(raw, channels=4, name="raw", like=isp)
     return batched_apply(isp, raw, batch, fn=lambda x: isp(x).float().clamp(0, 1))
-
-
-__all__ = [
-    "blur", "checkerboard_patches", "unpaired_training_sets", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
-    "rpgan_d_loss", "rpgan_g_loss", "gradient_penalty", "dynamic_weights", "PretrainedFile",
-    "PRETRAINED_FILES", "hub_checkpoint_dir", "pretrained_path", "pretrained_available", "FrozenFeatures",
-    "FixedFilterFeatures", "LearnedFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",
-    "make_phone_set", "autocast", "train_paired", "render",
-]
 
 
 # -------------------------------------------------------------------------------- unpaired training
@@ -783,15 +783,14 @@ class UnpairedRun:
                 fake = net(raw).float()
                 with torch.no_grad():
                     feats_real = critic_features(fn, real, recipe.critics, recipe.tone_pool)
-                    feats_fake_d = critic_features(fn, fake.detach(), recipe.critics, recipe.tone_pool)
-            # (1) the critics (float32: the penalties differentiate twice)
-            loss_d = critic_loss_fn(self.critics, feats_real, feats_fake_d, gamma)
+                feats_fake = critic_features(fn, fake, recipe.critics, recipe.tone_pool)  # frozen: once for both players
+            # (1) the critics, on the fake features cut from the network (float32: the penalties differentiate twice)
+            loss_d = critic_loss_fn(self.critics, feats_real, {k: v.detach() for k, v in feats_fake.items()}, gamma)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
             # (2) the generator's terms
             with autocast(dev):
-                feats_fake = critic_features(fn, fake, recipe.critics, recipe.tone_pool)
                 losses = {"content": content_loss(fn.content, fake, classic).float(),
                           "tv": total_variation(fake).float()}
                 for k, D in self.critics.items():
@@ -822,4 +821,11 @@ class UnpairedRun:
         return history
 
 
-__all__ += ["PAPER_CRITICS", "ALL_CRITICS", "UnpairedRecipe", "critic_features", "critic_loss", "UnpairedRun"]
+__all__ = [
+    "blur", "checkerboard_patches", "unpaired_training_sets", "EfficientISP", "macs_per_megapixel", "total_variation", "normalize_channels", "content_loss",
+    "rpgan_d_loss", "rpgan_g_loss", "gradient_penalty", "dynamic_weights", "PretrainedFile",
+    "PRETRAINED_FILES", "hub_checkpoint_dir", "pretrained_path", "pretrained_available", "FrozenFeatures",
+    "FixedFilterFeatures", "LearnedFeatures", "PretrainedFeatures", "feature_networks", "FeatureDiscriminator", "PhoneSet",
+    "make_phone_set", "shoot", "autocast", "train_paired", "render", "PAPER_CRITICS", "ALL_CRITICS", "UnpairedRecipe",
+    "critic_features", "critic_loss", "UnpairedRun",
+]

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import camera, data, isp, metrics
-from .errors import TutorialError
+from .errors import TutorialError, exit_status
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_unpaired_isp.ipynb"
 HUE_JITTER = 0.5
@@ -62,12 +62,6 @@ def notebook_profile(profile: str = "laptop", path: Path = NOTEBOOK) -> dict:
     raise TutorialError(f"No profile {profile!r} in the PROFILES cell of {path}.")
 
 
-def shoot(names: str, phone_camera, side: int, seed: int, noise_scale: float) -> isp.PhoneSet:
-    photos = data.load_photos(names, side=side)
-    return isp.make_phone_set(torch.stack(list(photos.values())), phone_camera, torch.Generator().manual_seed(seed),
-                              look=camera.DEFAULT_LOOK, noise_scale=noise_scale)
-
-
 def features(kind: str, cfg: dict, seed: int, photos) -> isp.FrozenFeatures:
     if kind == "fixed":
         return isp.FixedFilterFeatures(seed)
@@ -78,9 +72,11 @@ def features(kind: str, cfg: dict, seed: int, photos) -> isp.FrozenFeatures:
 
 
 def scores(nets, val: isp.PhoneSet) -> dict:
-    psnrs = [float(metrics.psnr(isp.render(n, val.raw), val.truth)) for n in nets]
+    """The network with the best validation PSNR: its PSNR, mean Delta E 2000 and index, and every PSNR."""
+    outputs = [isp.render(n, val.raw) for n in nets]
+    psnrs = [float(metrics.psnr(out, val.truth)) for out in outputs]
     best = max(range(len(psnrs)), key=psnrs.__getitem__)
-    return {"psnr": psnrs[best], "delta_e": float(metrics.delta_e2000(isp.render(nets[best], val.raw), val.truth)),
+    return {"psnr": psnrs[best], "delta_e": float(metrics.delta_e2000(outputs[best], val.truth)),
             "snapshot": best, "curve": [round(p, 3) for p in psnrs]}
 
 
@@ -91,7 +87,8 @@ def run_seed(cfg: dict, seed: int, variants: dict = VARIANTS, budgets: tuple = (
     phone, dslr = isp.unpaired_training_sets(photos, phone_camera, camera.DEFAULT_LOOK, patch=cfg["patch"],
                                              per_image=cfg["per_image"], block=cfg["block"], seed=seed,
                                              hue_jitter=HUE_JITTER, noise_scale=cfg["noise_scale"])
-    val = shoot("isp_val", phone_camera, cfg["eval_crop"], seed + 4, cfg["noise_scale"])
+    val, _ = isp.shoot("isp_val", phone_camera, side=cfg["eval_crop"], seed=seed + 4, look=camera.DEFAULT_LOOK,
+                       noise_scale=cfg["noise_scale"])
     warm = isp.EfficientISP(seed=seed)
     isp.train_paired(warm, phone.raw, phone.classic, steps=cfg["warm_steps"], batch_size=cfg["batch"], lr=5e-3, seed=seed)
     out = {"warm start": {**scores([warm], val), "seconds": 0.0},
@@ -135,24 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = notebook_profile(args.profile)
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if name not in cfg:
-            raise TutorialError(f"Unknown setting {name!r}; settings: {', '.join(cfg)}.")
-        cfg[name] = type(cfg[name])(ast.literal_eval(value))
-    variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
-    started = time.perf_counter()
-    result = {"profile": args.profile, "settings": cfg, "variants": list(variants), "budgets": list(args.budgets),
-              "seeds": {}}
-    for seed in args.seeds:
-        result["seeds"][str(seed)] = run_seed(cfg, seed, variants, tuple(args.budgets))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    args.out.write_text(json.dumps(result, indent=1))
-    return 0
 
+    def work():
+        cfg = notebook_profile(args.profile)
+        for item in args.set:
+            name, _, value = item.partition("=")
+            if name not in cfg:
+                raise TutorialError(f"Unknown setting {name!r}; settings: {', '.join(cfg)}.")
+            cfg[name] = type(cfg[name])(ast.literal_eval(value))
+        variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
+        started = time.perf_counter()
+        result = {"profile": args.profile, "settings": cfg, "variants": list(variants), "budgets": list(args.budgets),
+                  "seeds": {}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:
+            result["seeds"][str(seed)] = run_seed(cfg, seed, variants, tuple(args.budgets))
+            args.out.write_text(json.dumps(result, indent=1))  # what is done so far
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        args.out.write_text(json.dumps(result, indent=1))
+    return exit_status(work)
 
 if __name__ == "__main__":
     sys.exit(main())

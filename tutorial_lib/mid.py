@@ -248,8 +248,9 @@ def _crop_batch(images: list[torch.Tensor], batch: int, size: int, gen: torch.Ge
     def stack(source):
         out = torch.stack([source[i][:, top:top + size, left:left + size] for i, top, left in boxes])
         for turn in (1, 2, 3):  # the quarter turns, then the flips, applied to the crops that drew them
-            if (turns == turn).any():
-                out[turns == turn] = out[turns == turn].rot90(turn, dims=(-2, -1))
+            drew = turns == turn
+            if drew.any():
+                out[drew] = out[drew].rot90(turn, dims=(-2, -1))
         if flips.any():
             out[flips] = out[flips].flip(-1)
         return out
