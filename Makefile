@@ -1,4 +1,5 @@
-# Two commands matter: `make test` (unit tests + smoke run of every notebook + nbval) and
+# Two commands matter: `make test` (unit tests, every notebook at smoke with nbval's output checks,
+# the student edition and the capped gpu profile, and in a browser) and
 # `make run` (every notebook at the laptop profile, with the summary table of its claims).
 # Both create the virtual environment in .venv on first use. `make robust` measures how often the
 # claims hold over the grid of parameters each method notebook declares (ROBUST_GRID).
@@ -18,12 +19,16 @@ TIMEOUT   ?= 900
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
 CLASS_CACHE ?= .cache/class
+# make test runs in this many pytest-xdist workers, each on one torch thread (2 cores: 2)
+TEST_WORKERS ?= 2
 
-.PHONY: env test unit run robust cache lab student grade report clean-cache clean help
+.PHONY: env test unit nbval run robust cache lab student grade report clean-cache clean help
 
 help:
 	@echo "make env    create .venv and install tutorial_lib with everything it needs"
-	@echo "make test   unit tests, papermill smoke run of every notebook, nbval on the committed notebooks"
+	@echo "make test   unit tests; every notebook at smoke (checked against its stored outputs as nbval does,"
+	@echo "            its widgets repeated, its student edition's checks), capped at gpu, and in a browser"
+	@echo "make nbval  nbval itself on the committed notebooks (make test already compares the same outputs)"
 	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ and print the claims table"
 	@echo "make robust run each method notebook over its ROBUST_GRID at PROFILE=$(PROFILE) (NB=02: only 02_*);"
 	@echo "            hold rate of every claim in results/robust/<notebook>.json and a claim x run table"
@@ -62,11 +67,15 @@ $(STAMP): pyproject.toml
 
 # Smoke runs use a fresh checkpoint cache so that they test training from scratch, then loading.
 test: $(STAMP)
-	rm -rf .cache/test
+	rm -rf .cache/test .cache/test-results/notebook_wall_times
+	CI=$${CI:-1} TUTORIAL_PROFILE=smoke TUTORIAL_CACHE=$(CURDIR)/.cache/test \
+	TUTORIAL_RESULTS_DIR=$(CURDIR)/.cache/test-results OMP_NUM_THREADS=1 \
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15 --timeout=1200 -p no:cacheprovider
+
+nbval: $(STAMP)
 	CI=$${CI:-1} TUTORIAL_PROFILE=smoke TUTORIAL_CACHE=$(CURDIR)/.cache/test \
 	TUTORIAL_RESULTS_DIR=$(CURDIR)/.cache/test-results \
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
-	  --timeout=1200 -p no:cacheprovider
+	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not notebook" -p no:cacheprovider

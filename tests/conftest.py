@@ -29,8 +29,10 @@ def pytest_terminal_summary(terminalreporter):
     """Show the notebooks' wall times (smoke, and the capped gpu runs; recorded by test_notebooks.py)."""
     import json
 
-    times = Path(os.environ["TUTORIAL_RESULTS_DIR"]) / "notebook_wall_times.json"
-    if times.exists():
+    times = sorted((json.loads(f.read_text()) for f in
+                    (Path(os.environ["TUTORIAL_RESULTS_DIR"]) / "notebook_wall_times").glob("*.json")),
+                   key=lambda t: t["name"])
+    if times:
         terminalreporter.section("notebook wall times (smoke unless stated)")
-        for name, seconds in sorted(json.loads(times.read_text()).items()):
-            terminalreporter.write_line(f"{name:62s} {seconds:7.1f} s")
+        for t in times:
+            terminalreporter.write_line(f"{t['name']:62s} {t['seconds']:7.1f} s")

@@ -21,8 +21,9 @@ from conftest import ROOT
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 RUN_LIMIT_S = 600
 
-# `notebook` too: `make unit` (-m "not notebook") leaves the browser out.
-pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.timeout(1200)]
+# `notebook` too: `make unit` (-m "not notebook") leaves the browser out. One xdist group: the tests
+# share one JupyterLab server and one browser, so they run in one worker.
+pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.timeout(1200), pytest.mark.xdist_group("browser")]
 
 
 def _skip_without_browser():

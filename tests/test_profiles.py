@@ -68,17 +68,19 @@ def test_table_shows_all_profiles():
 
 def test_step_cap_caps_work_settings_only(monkeypatch, capsys):
     profiles = tl.ProfileSet("t", smoke=dict(gan_steps=5, classifier_epochs=2, n_pool=100, per_image=4, width=8, lr=0.1,
-                                             image_scale=0.25, noisy_reps=1, p_curve=[1, 2], tv_scale=0.3, gan_batch=8),
+                                             image_scale=0.25, noisy_reps=1, p_curve=[1, 2], tv_scale=0.3, gan_batch=8, gamma_step=0.5, watch_points=10),
                              laptop=dict(gan_steps=500, classifier_epochs=40, n_pool=5000, per_image=128, width=16, lr=0.1,
-                                         image_scale=1.0, noisy_reps=2, p_curve=[1, 2, 4], tv_scale=0.3, gan_batch=64),
+                                         image_scale=1.0, noisy_reps=2, p_curve=[1, 2, 4], tv_scale=0.3, gan_batch=64, gamma_step=0.1, watch_points=30),
                              gpu=dict(gan_steps=20000, classifier_epochs=60, n_pool=10000, per_image=384, width=32, lr=0.1,
-                                      image_scale=1.0, noisy_reps=4, p_curve=[1, 2, 4, 8, 32], tv_scale=0.5, gan_batch=128))
-    assert profiles.resolve("gpu").gan_steps == 20000
+                                      image_scale=1.0, noisy_reps=4, p_curve=[1, 2, 4, 8, 32], tv_scale=0.5, gan_batch=128, gamma_step=0.1, watch_points=30))
+    assert profiles.resolve("gpu").gan_steps == 20000 and profiles.resolve("gpu").gamma_step == 0.1
     monkeypatch.setenv("TUTORIAL_MAX_STEPS", "10")
     cfg = profiles.resolve("gpu")
     assert (cfg.gan_steps, cfg.classifier_epochs, cfg.n_pool, cfg.per_image) == (10, 2, 500, 10)   # epochs: smoke's 2
     assert (cfg.width, cfg.lr, cfg.tv_scale) == (32, 0.1, 0.5)     # architecture, rates and weights untouched
     assert (cfg.image_scale, cfg.noisy_reps, cfg.p_curve, cfg.gan_batch) == (0.25, 1, [1, 2], 8)   # sizes: smoke's
+    assert cfg.gamma_step == 0.5                                   # grid spacing: smoke's coarser one
+    assert cfg.watch_points == 10                                  # points of a training curve: smoke's
     assert "capped run of profile 'gpu'" in capsys.readouterr().out
     assert profiles.resolve("smoke").gan_steps == 5                # never raised above the profile
     monkeypatch.setenv("TUTORIAL_MAX_STEPS", "2")

@@ -19,8 +19,10 @@ counts work: names ending in ``steps`` at ``N``, ``epochs`` at ``max(1, N // 10)
 never below the ``smoke`` profile's own value (the smallest amount of work known to give every
 later step something to work on: a GAN that draws digits at all, a classifier that labels them).
 Settings that set the size of the data or of a batch (``image_scale``, ``photo_scale``,
-``..._reps``, ``batch``/``..._batch``, and the ``..._curve`` lists of values to sweep) take the
-``smoke`` profile's value when it is smaller. Every other setting (architectures, patch sizes, data
+``..._reps``, ``batch``/``..._batch``, the ``..._curve`` lists of values to sweep and the number of
+points a training curve records, ``..._points``) take the
+``smoke`` profile's value when it is smaller, and grid spacings (``..._step``) take it when it is
+coarser. Every other setting (architectures, patch sizes, data
 set, mixed precision) stays as the profile has it, so ``PROFILE=gpu`` with ``TUTORIAL_MAX_STEPS=5`` executes every code path of the
 ``gpu`` profile on a CPU in seconds to minutes. Claims are then reported, not enforced.
 """
@@ -60,8 +62,10 @@ def capped_value(name: str, value: Any, cap: int, floor: Any = None) -> Any:
     """``value`` of setting ``name`` under the step cap ``cap``, never below ``floor`` (the smoke
     profile's value) when that is an integer; data-size settings take ``floor`` (see the module
     docstring)."""
-    if floor is not None and (name in DATA_SIZE_SETTINGS or name.endswith(("_reps", "_curve", "batch"))):
+    if floor is not None and (name in DATA_SIZE_SETTINGS or name.endswith(("_reps", "_curve", "_points", "batch"))):
         return min(value, floor) if isinstance(value, (int, float)) and not isinstance(value, bool) else floor
+    if floor is not None and name.endswith("_step") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return max(value, floor)
     if isinstance(value, bool) or not isinstance(value, int):
         return value
     if name.endswith("steps"):
