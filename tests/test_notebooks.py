@@ -203,3 +203,20 @@ def test_interactive_cells_use_the_explorer_pattern(path):
             assert WIDGET_TAG in cell.metadata.get("tags", []), f"{path.name} cell {i}: tag it {WIDGET_TAG!r}"
     if path.stem != "00_getting_started":
         assert widget_cells(nb), f"{path.name} has no interactive view tagged {WIDGET_TAG!r}"
+
+
+def test_output_comparison_finds_a_changed_output_and_ignores_what_nbval_ignores():
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    def notebook(*outputs):
+        cell = new_code_cell("print(x)", outputs=list(outputs))
+        cell.metadata["tags"] = [CHECK_OUTPUT_TAG]
+        return new_notebook(cells=[cell, new_code_cell("y", outputs=[new_output("stream", name="stdout", text="free\n")])])
+
+    stored = notebook(new_output("stream", name="stdout", text="a 1\nb 2\n"))
+    split = notebook(new_output("stream", name="stdout", text="a 1\n"), new_output("stream", name="stdout", text="b 2\n"),
+                     new_output("display_data", data={"image/png": "iVBOR"}))
+    assert output_mismatches(split, stored) == []      # streams merged; images skipped, as nbval does
+    changed = notebook(new_output("stream", name="stdout", text="a 1\nb 3\n"))
+    changed.cells[1].outputs[0].text = "other\n"        # an untagged cell may differ
+    assert len(output_mismatches(changed, stored)) == 1 and "cell 0" in output_mismatches(changed, stored)[0]
