@@ -765,7 +765,9 @@ class UnpairedRun:
         scales = dict(recipe.scales)
         gen = torch.Generator().manual_seed(seed)
         snap_at = sorted(set(torch.linspace(0, steps, len(self.snapshots)).round().long().tolist()))
-        raw_all, classic_all, real_all = phone.raw.to(dev), phone.classic.to(dev), dslr.to(dev)
+        raw_all, classic_all = phone.raw.to(dev), phone.classic.to(dev)
+        with torch.no_grad(), autocast(dev):  # the feature networks are frozen: every target patch once
+            real_feats_all = critic_features(fn, dslr.to(dev), recipe.critics, recipe.tone_pool)
         history = self.history
         net.train()
         start = time.perf_counter()
@@ -777,12 +779,11 @@ class UnpairedRun:
             if step == steps:
                 break
             i = torch.randint(0, len(raw_all), (batch_size,), generator=gen).to(dev)
-            j = torch.randint(0, len(real_all), (batch_size,), generator=gen).to(dev)
-            raw, classic, real = raw_all[i], classic_all[i], real_all[j]
+            j = torch.randint(0, len(dslr), (batch_size,), generator=gen).to(dev)
+            raw, classic = raw_all[i], classic_all[i]
+            feats_real = {k: v[j] for k, v in real_feats_all.items()}
             with autocast(dev):
                 fake = net(raw).float()
-                with torch.no_grad():
-                    feats_real = critic_features(fn, real, recipe.critics, recipe.tone_pool)
                 feats_fake = critic_features(fn, fake, recipe.critics, recipe.tone_pool)  # frozen: once for both players
             # (1) the critics, on the fake features cut from the network (float32: the penalties differentiate twice)
             loss_d = critic_loss_fn(self.critics, feats_real, {k: v.detach() for k, v in feats_fake.items()}, gamma)
