@@ -65,7 +65,8 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, torchvision, tutorial_lib; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| tutorial_lib', tutorial_lib.__version__)"
 	@touch $(STAMP)
 
-# Smoke runs use a fresh checkpoint cache so that they test training from scratch, then loading.
+# Smoke runs use a fresh checkpoint cache so that they test training from scratch; the browser runs
+# then load what they trained (tests/test_browser.py).
 test: $(STAMP)
 	rm -rf .cache/test .cache/test-results/notebook_wall_times
 	CI=$${CI:-1} TUTORIAL_PROFILE=smoke TUTORIAL_CACHE=$(CURDIR)/.cache/test \

@@ -73,6 +73,8 @@ class LabServer:
             "TUTORIAL_PROFILE": "smoke", "CI": "1",
             "TUTORIAL_CACHE": str(self.scratch / "cache"),
             "TUTORIAL_RESULTS_DIR": str(self.scratch / "results"),
+            # the caller's cache (make test: the smoke runs') is read, never written
+            "TUTORIAL_SHARED_CACHE": os.environ.get("TUTORIAL_CACHE", ""),
             "PYTHONPATH": os.pathsep.join([str(self.repo)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
             "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
             "JUPYTER_DATA_DIR": str(jupyter / "data"),

@@ -38,12 +38,12 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{t['name']:62s} {t['seconds']:7.1f} s")
 
 
-# Measured on 2 cores (seconds, one torch thread): the browser group ~180, the graded class ~110, the
-# capped gpu runs 03 ~150, 02 ~95, 01 ~70, 04 ~70, 05 ~27, 00 ~11. Longest first, alternating between
-# the two workers' shares, so that both finish together.
-LONGEST_FIRST = ("test_browser.py", "gpu_profile_capped[03", "test_grade.py", "gpu_profile_capped[02",
-                 "gpu_profile_capped[01", "gpu_profile_capped[04", "gpu_profile_capped[05", "gpu_profile_capped[00",
-                 "test_notebooks.py")
+# Measured on 2 cores (seconds, one torch thread): the smoke runs and then the browser runs, one
+# xdist group, ~280; the capped gpu runs 03 ~150, 02 ~95, 01 ~70, 04 ~70, 05 ~27, 00 ~11; the graded
+# class ~110. Longest first, so that both workers finish together; within the group, smoke first.
+LONGEST_FIRST = ("at_smoke_outputs", "test_browser.py", "gpu_profile_capped[03", "test_grade.py",
+                 "gpu_profile_capped[02", "gpu_profile_capped[01", "gpu_profile_capped[04", "gpu_profile_capped[05",
+                 "gpu_profile_capped[00", "test_notebooks.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -21,9 +21,11 @@ from conftest import ROOT
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 RUN_LIMIT_S = 600
 
-# `notebook` too: `make unit` (-m "not notebook") leaves the browser out. One xdist group: the tests
-# share one JupyterLab server and one browser, so they run in one worker.
-pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.timeout(1200), pytest.mark.xdist_group("browser")]
+# `notebook` too: `make unit` (-m "not notebook") leaves the browser out. The xdist group of the smoke
+# runs (test_notebooks.py): one worker runs them first, then these, which share one JupyterLab server
+# and one browser and read the models the smoke runs trained (their cache as the read-only shared
+# cache): the smoke runs test training, the browser runs loading.
+pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.timeout(1200), pytest.mark.xdist_group("smoke")]
 
 
 def _skip_without_browser():

@@ -102,6 +102,7 @@ def student_cells(source) -> tuple[list[int], object, int]:
 
 
 @pytest.mark.notebook
+@pytest.mark.xdist_group("smoke")  # before the browser runs, which load what these train (test_browser.py)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_at_smoke_outputs_widgets_and_student_edition(path, tmp_path):
     import time
