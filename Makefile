@@ -19,6 +19,8 @@ TIMEOUT   ?= 900
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
 CLASS_CACHE ?= .cache/class
+# make run and make cache execute this many notebooks at a time (2 cores: 2)
+RUN_JOBS ?= 2
 # make test runs in this many pytest-xdist workers, each on one torch thread (2 cores: 2)
 TEST_WORKERS ?= 2
 
@@ -29,7 +31,8 @@ help:
 	@echo "make test   unit tests; every notebook at smoke (checked against its stored outputs as nbval does,"
 	@echo "            its widgets repeated, its student edition's checks), capped at gpu, and in a browser"
 	@echo "make nbval  nbval itself on the committed notebooks (make test already compares the same outputs)"
-	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ and print the claims table"
+	@echo "make run    execute every notebook at PROFILE=$(PROFILE) into executed/ ($(RUN_JOBS) at a time: RUN_JOBS=1"
+	@echo "            for one after another) and print the claims table"
 	@echo "make robust run each method notebook over its ROBUST_GRID at PROFILE=$(PROFILE) (NB=02: only 02_*);"
 	@echo "            hold rate of every claim in results/robust/<notebook>.json and a claim x run table"
 	@echo "make cache  train every model of the laptop profile into $(CLASS_CACHE) and pack it with its"
@@ -82,7 +85,7 @@ unit: $(STAMP)
 	$(PY) -m pytest tests -m "not notebook" -p no:cacheprovider
 
 run: $(STAMP)
-	$(PY) -m tutorial_lib.runner --profile $(PROFILE) --out executed $(NOTEBOOKS)
+	$(PY) -m tutorial_lib.runner --profile $(PROFILE) --jobs $(RUN_JOBS) --out executed $(NOTEBOOKS)
 
 robust: $(STAMP)
 	$(PY) -m tutorial_lib.robust --profile $(PROFILE) --out results/robust --executed executed/robust \
@@ -90,7 +93,7 @@ robust: $(STAMP)
 
 # A class cache: every model of the laptop profile, trained once, packed with SHA-256 checksums.
 cache: $(STAMP)
-	TUTORIAL_CACHE=$(CURDIR)/$(CLASS_CACHE) $(PY) -m tutorial_lib.runner --profile laptop \
+	TUTORIAL_CACHE=$(CURDIR)/$(CLASS_CACHE) $(PY) -m tutorial_lib.runner --profile laptop --jobs $(RUN_JOBS) \
 	  --out .cache/class-executed $(NOTEBOOKS)
 	$(PY) -m tutorial_lib.classcache pack $(CLASS_CACHE) class-cache.tar.gz
 

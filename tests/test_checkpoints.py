@@ -2,6 +2,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,39 @@ def test_a_class_cache_is_packed_with_checksums_unpacked_and_read_as_the_shared_
     assert not any((tmp_path / "elsewhere").glob("*.pt"))
     with pytest.raises(tl.TutorialError, match="No checkpoints"):
         classcache.pack(tmp_path / "empty", tmp_path / "x.tar.gz")
+
+
+def _train_in_process(cache, log, delay):
+    """A process that needs the 'shared' model: trains it (slowly, logging it) unless the cache has it."""
+    import time as _time
+
+    os.environ["TUTORIAL_CACHE"] = cache
+    net = _net()
+
+    def train():
+        with open(log, "a") as handle:
+            handle.write("trained\n")
+        _time.sleep(delay)
+        with torch.no_grad():
+            net[0].weight.fill_(0.25)
+
+    return checkpoints.load_or_train("shared", {"steps": 1}, net, train, verbose=False).status
+
+
+def test_two_processes_that_need_the_same_model_train_it_once(tmp_path):
+    import concurrent.futures as futures
+    import multiprocessing
+
+    log = tmp_path / "log.txt"
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        first = pool.submit(_train_in_process, str(tmp_path / "cache"), str(log), 3.0)
+        deadline = time.monotonic() + 60
+        while not log.exists() and time.monotonic() < deadline:  # the first process holds the lock and trains
+            time.sleep(0.05)
+        second = pool.submit(_train_in_process, str(tmp_path / "cache"), str(log), 0.0)
+        statuses = sorted([first.result(timeout=60), second.result(timeout=60)])
+    assert statuses == ["loaded", "trained"] and log.read_text() == "trained\n"
+    # one checkpoint; the lock file lives in .locks/, out of the way of listing, packing and clearing
+    assert len(checkpoints.list_cache()) == 1 and [p.name for p in (tmp_path / "cache").iterdir()
+                                                   if not p.name.startswith(".")] == [checkpoints.list_cache()[0][0]]

@@ -59,6 +59,7 @@ def test_runner_usage_errors_are_one_line(tmp_path, capsys):
     nb = _notebook(tmp_path / "01_ok.ipynb", 2.0)
     err = _usage_error([str(nb), "--profile", "laptopp"], capsys)
     assert err == "runner: error: unknown profile 'laptopp'; choose one of smoke, laptop, gpu\n"
+    assert _usage_error([str(nb), "--jobs", "0"], capsys) == "runner: error: --jobs must be at least 1, got 0\n"
     err = _usage_error([str(tmp_path / "missing.ipynb"), "--profile", "smoke"], capsys)
     assert err.count("\n") == 1 and "no such notebook" in err and "missing.ipynb" in err
     err = _usage_error([str(nb), "-p", "FORGET_CLASS"], capsys)  # argparse's own: usage, then the error
@@ -110,7 +111,7 @@ def test_runner_known_failure_passes_unexpected_hold_is_reported(tmp_path, monke
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("04_known ")]
     assert rows[1].rstrip().endswith("known failure")
-    assert "OK: 1 notebook(s), 2 claim(s) at profile 'laptop': 1 holds, 1 known failure." in out
+    assert "OK: 1 notebook(s), 2 claim(s) at profile 'laptop': 1 holds, 1 known failure; " in out
     assert runner.main([str(nb), "--out", str(tmp_path / "out"), "-p", "VALUE=4.0"]) == 0
     out = capsys.readouterr().out
     assert "UNEXPECTED HOLD: 04_known: 'value at least 3'" in out and "1 unexpected hold" in out
@@ -123,3 +124,31 @@ def test_parse_parameter():
     for bad in ("FORGET_CLASS", "=4", "2X=1"):
         with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
             runner.parse_parameter(bad)
+
+
+def test_longest_first_uses_the_last_runs_wall_times(tmp_path):
+    import json
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for stem, wall, profile in (("01_a", 10.0, "laptop"), ("02_b", 90.0, "laptop"), ("03_c", 500.0, "smoke")):
+        (results / f"{stem}.json").write_text(json.dumps({"notebook": stem, "profile": profile, "wall_seconds": wall}))
+    paths = [tmp_path / f"{stem}.ipynb" for stem in ("01_a", "02_b", "03_c", "04_new")]
+    # never run at this profile (03 ran only at smoke, 04 never) first in file order, then the longest
+    assert [p.stem for p in runner.longest_first(paths, results, "laptop")] == ["03_c", "04_new", "02_b", "01_a"]
+
+
+@pytest.mark.notebook
+def test_runner_runs_notebooks_side_by_side(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUTORIAL_RESULTS_DIR", str(tmp_path / "results"))
+    good = [_notebook(tmp_path / f"0{i}_good.ipynb", 2.0) for i in (1, 2)]
+    bad = _notebook(tmp_path / "03_bad.ipynb", 0.5)
+    code = runner.main([*map(str, good + [bad]), "--jobs", "2", "--profile", "laptop", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 1 and "NOT OK" in out and "(2 at a time)" not in out
+    assert all((tmp_path / "out" / nb.name).exists() for nb in good + [bad])
+    assert "[01] done in" in out and "[02] done in" in out
+    rows = {line.split()[0]: line.rstrip().split()[-1] for line in out.splitlines() if line[:3] in ("01_", "02_", "03_")}
+    assert rows == {"01_good": "holds", "02_good": "holds", "03_bad": "fails"}
+    assert runner.main([*map(str, good), "-j", "2", "--profile", "laptop", "--out", str(tmp_path / "out")]) == 0
+    assert "(2 at a time)" in capsys.readouterr().out

@@ -429,33 +429,72 @@ def load_or_train(name: str, config: Mapping[str, Any],
     retrain = retrain_requested() if retrain is None else bool(retrain)
     shared = shared_cache_dir()
     places = [path] + ([shared / path.name] if shared is not None and shared.resolve() != path.parent.resolve() else [])
-    for place in places if not retrain else []:
-        if not place.exists():
-            continue
-        try:
-            payload = read_checkpoint(place, key)
-            load_into(modules, payload, source=f"cached checkpoint {place.name}")
-            extra = dict(payload.get("extra", {}))
-            result = CacheResult("loaded", place, float(extra.pop("train_seconds", 0.0)), extra, names)
-            if verbose:
-                print(result)
-            return result
-        except CheckpointError as err:
-            warnings.warn(f"{err} {'Rebuilding it.' if place == path else 'Not used (the shared cache is read-only).'}",
-                          stacklevel=2)
+
+    def load() -> CacheResult | None:
+        for place in places if not retrain else []:
+            if not place.exists():
+                continue
+            try:
+                payload = read_checkpoint(place, key)
+                load_into(modules, payload, source=f"cached checkpoint {place.name}")
+                extra = dict(payload.get("extra", {}))
+                result = CacheResult("loaded", place, float(extra.pop("train_seconds", 0.0)), extra, names)
+                if verbose:
+                    print(result)
+                return result
+            except CheckpointError as err:
+                warnings.warn(f"{err} {'Rebuilding it.' if place == path else 'Not used (the shared cache is read-only).'}",
+                              stacklevel=3)
+        return None
+
+    if (result := load()) is not None:
+        return result
     if _cached_only["flag"]:
         raise NotCached(name)
-    if verbose and retrain and path.exists():
-        print(f"{path.name}: retraining (the cache is ignored: RETRAIN; the cached file is replaced)")
-    start = time.perf_counter()
-    out = train()
-    extra = out.as_dict() if hasattr(out, "as_dict") else dict(out or {})  # a TrainRecord, or a dict
-    seconds = time.perf_counter() - start
-    save_checkpoint(path, modules, key, {**extra, "train_seconds": seconds})
+    with _training_lock(path) as waited:
+        if waited and (result := load()) is not None:  # another process trained it meanwhile
+            return result
+        if verbose and retrain and path.exists():
+            print(f"{path.name}: retraining (the cache is ignored: RETRAIN; the cached file is replaced)")
+        start = time.perf_counter()
+        out = train()
+        extra = out.as_dict() if hasattr(out, "as_dict") else dict(out or {})  # a TrainRecord, or a dict
+        seconds = time.perf_counter() - start
+        save_checkpoint(path, modules, key, {**extra, "train_seconds": seconds})
     result = CacheResult("trained", path, seconds, extra, names)
     if verbose:
         print(result)
     return result
+
+
+class _training_lock:
+    """An exclusive lock on ``.locks/<checkpoint>.lock`` in the cache folder while a model is trained, so that two processes
+    that need the same model (two notebooks run side by side by ``runner --jobs 2``, or a worker of
+    :func:`~tutorial_lib.runtime.in_parallel`) train it once: the second waits, then loads it.
+    Entering gives True when it had to wait. Where ``fcntl`` is missing (Windows) it does nothing."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).parent / ".locks" / (Path(path).name + ".lock")
+        self.handle = None
+
+    def __enter__(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            print(f"{self.path.stem}: another process is training this model; waiting for it to finish", flush=True)
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+            return True
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock; the empty .lock file stays (harmless)
 
 
 def clear_cache(prefix: str = "") -> int:

@@ -92,7 +92,7 @@ class Progress:
 def run_notebook(path: Path, out_dir: Path, profile: str, seed: int | None = None,
                  timeout: int | None = None, log_output: bool = False,
                  parameters: dict | None = None, progress: bool = True,
-                 out_name: str | None = None) -> float:
+                 out_name: str | None = None, indent: str = "    ") -> float:
     """Execute one notebook with papermill into ``out_dir / (out_name or path.name)``; return its
     wall time in seconds. ``progress`` prints :class:`Progress` lines while it runs."""
     import papermill as pm
@@ -102,12 +102,23 @@ def run_notebook(path: Path, out_dir: Path, profile: str, seed: int | None = Non
     if seed is not None:
         params["SEED"] = seed
     params.update(parameters or {})
-    hooks = Progress().hooks() if progress else {}
+    hooks = Progress(indent=indent).hooks() if progress else {}
     start = time.perf_counter()
     pm.execute_notebook(str(path), str(out_dir / (out_name or path.name)), parameters=params,
                         cwd=str(path.parent), kernel_name="python3", progress_bar=False,
                         log_output=log_output, execution_timeout=timeout, **hooks)
     return time.perf_counter() - start
+
+
+def longest_first(notebooks: list[Path], folder: Path, profile: str) -> list[Path]:
+    """``notebooks`` ordered by the wall time of their last run at ``profile`` (read from the results
+    files in ``folder``), longest first, so that side-by-side runs end close together; notebooks
+    never run keep their order, ahead of the others (they may be long)."""
+    walls = {}
+    for rec in load_results(folder):
+        if rec.get("profile") == profile and rec.get("wall_seconds") is not None:
+            walls[rec["notebook"]] = float(rec["wall_seconds"])
+    return sorted(notebooks, key=lambda nb: -walls.get(nb.stem, float("inf")))
 
 
 def check_arguments(parser: argparse.ArgumentParser, profile: str, notebooks: list[Path]) -> str:
@@ -132,34 +143,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("executed"))
     parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[], type=parse_parameter,
                         metavar="NAME=VALUE", help="set a variable of the notebooks' parameters cell (repeatable)")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="notebooks run at the same time (each in its own kernel with its share of the CPU "
+                             "cores as torch threads, unless OMP_NUM_THREADS is set; default 1). With 2 or more, "
+                             "the longest (by the last run's wall time at this profile) start first; two notebooks "
+                             "that need the same model train it once (the second waits for it)")
     parser.add_argument("--timeout", type=int, default=1800,
                         help="per-cell timeout in seconds (a hung kernel fails instead of waiting forever)")
     args = parser.parse_args(argv)
     profile = check_arguments(parser, args.profile, args.notebooks)
+    if args.jobs < 1:
+        parser.exit(2, f"{parser.prog}: error: --jobs must be at least 1, got {args.jobs}\n")
     os.environ.setdefault("TUTORIAL_RESULTS_DIR", str(results_dir().resolve()))
-    folder = Path(os.environ["TUTORIAL_RESULTS_DIR"])
+    folder = Path(os.environ["TUTORIAL_RESULTS_DIR"]).resolve()
 
+    notebooks = sorted(args.notebooks)
+    if args.jobs > 1:
+        notebooks = longest_first(notebooks, folder, profile)
     walls, failures = {}, []
-    for nb in sorted(args.notebooks):
+
+    def run_one(nb: Path) -> None:
         stem = nb.stem
+        tag = f"[{stem[:2]}] " if args.jobs > 1 else ""
         stale = folder / f"{stem}.json"
         if stale.exists():
             stale.unlink()
         print(f"=== {nb} [{profile}]", flush=True)
         start = time.perf_counter()
-        try:
-            run_notebook(nb, args.out, profile, args.seed, args.timeout, parameters=dict(args.parameters))
+        try:  # absolute paths: papermill changes the process's working folder while a notebook runs
+            run_notebook(nb.resolve(), args.out.resolve(), profile, args.seed, args.timeout,
+                         parameters=dict(args.parameters), indent=f"    {tag}")
             walls[stem] = time.perf_counter() - start
-            print(f"    done in {walls[stem]:.1f} s -> {args.out / nb.name}", flush=True)
+            print(f"    {tag}done in {walls[stem]:.1f} s -> {args.out / nb.name}", flush=True)
         except Exception as err:  # papermill raises PapermillExecutionError with the cell's error
             walls[stem] = time.perf_counter() - start  # a failed claim still wrote its record
             failures.append(stem)
             text = str(err).strip().splitlines()
-            print(f"    FAILED after {walls[stem]:.1f} s: "
+            print(f"    {tag}FAILED after {walls[stem]:.1f} s: "
                   f"{' | '.join(text[-3:]) if text else traceback.format_exc()}", flush=True)
         if not stale.exists() and stem not in failures:
             failures.append(stem)
-            print(f"    FAILED: the notebook wrote no results file ({stale}); does it have a claim cell?")
+            print(f"    {tag}FAILED: the notebook wrote no results file ({stale}); does it have a claim cell?")
+
+    started = time.perf_counter()
+    if args.jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .runtime import available_cpus
+
+        # Side by side, each kernel gets its share of the cores (one thread each on two cores): a notebook
+        # that would use two threads would otherwise spin-wait on a core the other kernel is using.
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() // args.jobs)))
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(run_one, notebooks))
+    else:
+        for nb in notebooks:
+            run_one(nb)
+    total = time.perf_counter() - started
 
     records = [r for r in load_results(folder) if r["notebook"] in walls]
     rows = summary_rows(records, walls)
@@ -173,9 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"UNEXPECTED HOLD: {r['notebook']}: {r['claim']!r} is declared a known failure but holds.")
     if failures or bad_claims:
         print(f"NOT OK: {len(failures)} notebook(s) failed {failures or ''}; "
-              f"{len(bad_claims)} claim(s) do not hold ({counts or 'no claims'}).")
+              f"{len(bad_claims)} claim(s) do not hold ({counts or 'no claims'}); {total:.0f} s in all.")
         return 1
-    print(f"OK: {len(walls)} notebook(s), {len(rows)} claim(s) at profile {profile!r}: {counts}.")
+    print(f"OK: {len(walls)} notebook(s), {len(rows)} claim(s) at profile {profile!r}: {counts}; "
+          f"{total:.0f} s in all ({args.jobs} at a time).")
     return 0
 
 
