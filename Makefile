@@ -19,7 +19,7 @@ TIMEOUT   ?= 900
 TORCH_SPEC       := "torch>=2.4,<3" "torchvision>=0.19,<1"
 
 CLASS_CACHE ?= .cache/class
-# make run and make cache execute this many notebooks at a time (2 cores: 2)
+# make run, make cache and make robust execute this many notebooks at a time (2 cores: 2)
 RUN_JOBS ?= 2
 # make test runs in this many pytest-xdist workers, each on one torch thread (2 cores: 2)
 TEST_WORKERS ?= 2
@@ -88,7 +88,7 @@ run: $(STAMP)
 	$(PY) -m tutorial_lib.runner --profile $(PROFILE) --jobs $(RUN_JOBS) --out executed $(NOTEBOOKS)
 
 robust: $(STAMP)
-	$(PY) -m tutorial_lib.robust --profile $(PROFILE) --out results/robust --executed executed/robust \
+	$(PY) -m tutorial_lib.robust --profile $(PROFILE) --jobs $(RUN_JOBS) --out results/robust --executed executed/robust \
 	  $(if $(NB),--nb $(NB)) $(METHOD_NOTEBOOKS)
 
 # A class cache: every model of the laptop profile, trained once, packed with SHA-256 checksums.

@@ -208,8 +208,13 @@ def format_table(data: dict[str, Any], width: int = 48, wall: bool = True) -> st
 
 
 def robust_notebook(path: Path, grid: dict[str, list], profile: str, out: Path, executed: Path,
-                    timeout: int | None = None) -> dict[str, Any]:
-    """Run every point of ``grid``; write ``out/<notebook>.json`` after each run; return its data."""
+                    timeout: int | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Run every point of ``grid`` (``jobs`` at a time, each in its own process and kernel with its share
+    of the CPU cores as torch threads); write ``out/<notebook>.json`` after each run, the runs in grid
+    order; return its data."""
+    import concurrent.futures as futures
+    import multiprocessing
+
     points = grid_points(grid)
     short = abbreviations(grid)
     labels = [point_label(p, short) for p in points]
@@ -219,19 +224,43 @@ def robust_notebook(path: Path, grid: dict[str, list], profile: str, out: Path, 
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "grid": grid,
             "complete": False, "runs": [], "claims": [], "full_claim": _rate(0, 0), "wall_seconds": 0.0}
     out.mkdir(parents=True, exist_ok=True)
-    for k, (point, label) in enumerate(zip(points, labels), 1):
-        print(f"=== {path.stem} [{profile}] run {k}/{len(points)}: {label}", flush=True)
-        run = run_point(path, point, label, profile, executed, out, timeout)
-        data["runs"].append(run)
+    done: dict[int, dict] = {}
+
+    def record(k: int, run: dict) -> None:
+        done[k] = run
         if run["status"] == "ok":
             held = sum(c["status"] in HOLDING for c in run["claims"])
-            print(f"    done in {run['wall_seconds']:.1f} s: {held} of {len(run['claims'])} claims hold", flush=True)
+            print(f"    {run['label']}: done in {run['wall_seconds']:.1f} s: {held} of {len(run['claims'])} claims hold",
+                  flush=True)
         else:
-            print(f"    FAILED after {run['wall_seconds']:.1f} s: {run['error']}", flush=True)
+            print(f"    {run['label']}: FAILED after {run['wall_seconds']:.1f} s: {run['error']}", flush=True)
+        data["runs"] = [done[i] for i in sorted(done)]
         data["claims"], data["full_claim"] = summarise(data["runs"])
         data["wall_seconds"] = round(sum(r["wall_seconds"] for r in data["runs"]), 1)
-        data["complete"] = k == len(points)
+        data["complete"] = len(done) == len(points)
         (out / f"{path.stem}.json").write_text(json.dumps(data, indent=2, default=str))
+
+    if jobs <= 1:
+        for k, (point, label) in enumerate(zip(points, labels), 1):
+            print(f"=== {path.stem} [{profile}] run {k}/{len(points)}: {label}", flush=True)
+            record(k, run_point(path, point, label, profile, executed, out, timeout))
+        return data
+    from .runtime import available_cpus
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = threads or str(max(1, available_cpus() // jobs))  # inherited by the kernels
+    try:
+        with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pending = {}
+            for k, (point, label) in enumerate(zip(points, labels), 1):
+                print(f"=== {path.stem} [{profile}] run {k}/{len(points)}: {label} (queued, {jobs} at a time)",
+                      flush=True)
+                pending[pool.submit(run_point, path, point, label, profile, executed, out, timeout)] = k
+            for future in futures.as_completed(pending):
+                record(pending[future], future.result())
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return data
 
 
@@ -271,7 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/robust"))
     parser.add_argument("--executed", type=Path, default=Path("executed/robust"))
     parser.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="grid points run at the same time, each in its own process with its share of the CPU "
+                             "cores as torch threads (default 1)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.exit(2, f"{parser.prog}: error: --jobs must be at least 1, got {args.jobs}\n")
     notebooks = sorted(args.notebooks or Path("notebooks").glob("0[1-9]_*.ipynb"))
     if args.nb:
         notebooks = [nb for nb in notebooks if nb.name.startswith(tuple(args.nb))]
@@ -290,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if grid is None:
             print(f"--- {nb.stem}: no {GRID_NAME} in its parameters cell; skipped", flush=True)
             continue
-        data = robust_notebook(nb, grid, profile, args.out, args.executed, args.timeout)
+        data = robust_notebook(nb, grid, profile, args.out, args.executed, args.timeout, jobs=args.jobs)
         print()
         print(f"{nb.stem} [{profile}], {len(data['runs'])} runs, grid {json.dumps(grid)}:")
         print(format_table(data))
