@@ -39,7 +39,7 @@ from torch import nn
 
 from .data import check_images, crop_box
 from .errors import InputShapeError, TutorialError
-from .models import TrainRecord, batched_apply
+from .models import TrainRecord, batched_apply, fused_adam
 # the colour helpers live with the camera; the ISP's losses and data use them
 from .camera import (DEFAULT_LOOK, TargetLook, apply_look, linear_to_srgb, luminance,  # noqa: F401
                      recolour, srgb_to_linear)
@@ -612,14 +612,14 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
                               f"(same N, truth twice the RAW size).")
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
-    isp.to(device).train()
-    opt = torch.optim.Adam(isp.parameters(), lr=lr, betas=(0.9, 0.99))
+    isp.to(device, memory_format=torch.channels_last).train()  # channels-last convolutions, fused Adam: faster
+    opt = torch.optim.Adam(isp.parameters(), lr=lr, betas=(0.9, 0.99), fused=fused_adam(device))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
     history: dict[str, list[float]] = {"step": [], "loss": []}
     started = TrainRecord.clock()
     for step in progress(range(steps), desc=desc):
         idx = torch.randint(0, len(raw), (batch_size,), generator=gen)
-        x, y = raw[idx].to(device), truth[idx].to(device)
+        x, y = (t.to(device, memory_format=torch.channels_last) for t in (raw[idx], truth[idx]))
         with autocast(device):
             loss = F.l1_loss(isp(x).float(), y)
         opt.zero_grad(set_to_none=True)
@@ -629,7 +629,7 @@ def train_paired(isp: nn.Module, raw: torch.Tensor, truth: torch.Tensor, *, step
         if step % 10 == 0 or step == steps - 1:
             history["step"].append(step)
             history["loss"].append(round(float(loss.detach()), 5))
-    isp.eval()
+    isp.to(memory_format=torch.contiguous_format).eval()
     return TrainRecord.done(history, started)
 
 
@@ -758,10 +758,12 @@ class UnpairedRun:
         check_images(dslr, channels=3, name="dslr")
         weights_fn = weights_fn or (lambda losses, params, scales: dynamic_weights(losses, params, scales=scales))
         recipe, dev, net, fn = self.recipe, self.device, self.net, self.feature_nets
+        net.to(memory_format=torch.channels_last)  # channels-last convolutions, fused Adam: faster on a CPU
         params = list(net.parameters())
-        opt_g = torch.optim.Adam(params, lr=g_lr, betas=(0.5, 0.9))
+        opt_g = torch.optim.Adam(params, lr=g_lr, betas=(0.5, 0.9), fused=fused_adam(dev))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, max(steps, 1), eta_min=g_lr * 0.1)
-        opt_d = torch.optim.Adam([p for D in self.critics.values() for p in D.parameters()], lr=d_lr, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam([p for D in self.critics.values() for p in D.parameters()], lr=d_lr, betas=(0.5, 0.9),
+                                 fused=fused_adam(dev))
         scales = dict(recipe.scales)
         gen = torch.Generator().manual_seed(seed)
         snap_at = sorted(set(torch.linspace(0, steps, len(self.snapshots)).round().long().tolist()))
@@ -818,7 +820,7 @@ class UnpairedRun:
         seconds = time.perf_counter() - start
         history["seconds"] = seconds
         history["raw_megapixels_per_s"] = steps * batch_size * raw_all.shape[-1] * raw_all.shape[-2] * 4 / 1e6 / max(seconds, 1e-9)
-        net.eval()
+        net.to(memory_format=torch.contiguous_format).eval()
         return history
 
 

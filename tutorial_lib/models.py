@@ -102,6 +102,13 @@ def ema_model(model: nn.Module, decay: float, steps: int | None = None) -> torch
     return avg
 
 
+def fused_adam(device: torch.device | str) -> bool | None:
+    """``fused`` for ``torch.optim.Adam``: True where a fused kernel exists (CPU, CUDA), else None (the
+    default). One kernel updates every parameter: the same update, rounded differently, faster for
+    the many small tensors of these networks."""
+    return True if torch.device(device).type in ("cpu", "cuda") else None
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
