@@ -56,10 +56,9 @@ def gan_step(r1: bool = True):
     return lambda: gan.gan_step(G, D, opt_g, opt_d, real, z, r1=cfg["gan_r1"] if r1 else 0.0)
 
 
-def restorer_step(width=32, patch=64, batch=32):
-    model = R.AllInOneRestorer(width=width, n_prompts=4)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, patch, patch)
+def l1_step(model, x, y, lr):
+    """One supervised step of ``model`` (L1 to ``y``, Adam), as the notebooks' training loops take it."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def step():
         loss = F.l1_loss(model(x), y)
@@ -67,6 +66,11 @@ def restorer_step(width=32, patch=64, batch=32):
         loss.backward()
         opt.step()
     return step
+
+
+def restorer_step(width=32, patch=64, batch=32):
+    return l1_step(R.AllInOneRestorer(width=width, n_prompts=4), torch.rand(batch, 3, patch, patch),
+                   torch.rand(batch, 3, patch, patch), lr=1e-3)
 
 
 def forget_step(width=32, patch=64, batch=32, pgd_steps=2):
@@ -92,16 +96,8 @@ def denoiser_step(width=48, patch=48, batch=32, alpha=0.75):
 
 
 def isp_step(patch=64, batch=32):
-    net = isp.EfficientISP(12, seed=0)
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    x, y = torch.rand(batch, 4, patch // 2, patch // 2), torch.rand(batch, 3, patch, patch)
-
-    def step():
-        loss = F.l1_loss(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
+    return l1_step(isp.EfficientISP(12, seed=0), torch.rand(batch, 4, patch // 2, patch // 2),
+                   torch.rand(batch, 3, patch, patch), lr=5e-3)
 
 
 STEPS = {
