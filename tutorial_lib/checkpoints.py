@@ -468,10 +468,11 @@ def load_or_train(name: str, config: Mapping[str, Any],
 
 
 class _training_lock:
-    """An exclusive lock on ``.locks/<checkpoint>.lock`` in the cache folder while a model is trained, so that two processes
-    that need the same model (two notebooks run side by side by ``runner --jobs 2``, or a worker of
-    :func:`~tutorial_lib.runtime.in_parallel`) train it once: the second waits, then loads it.
-    Entering gives True when it had to wait. Where ``fcntl`` is missing (Windows) it does nothing."""
+    """An exclusive lock on ``.locks/<checkpoint>.lock`` in the cache folder while a model is trained,
+    so that two processes that need the same model (two notebooks run side by side by ``runner --jobs
+    2``, or a worker of :func:`~tutorial_lib.runtime.in_parallel`) train it once: the second waits,
+    then loads it. Entering gives True when it had to wait. Where ``fcntl`` is missing (Windows) it
+    does nothing."""
 
     def __init__(self, path: Path):
         self.path = Path(path).parent / ".locks" / (Path(path).name + ".lock")

@@ -36,7 +36,7 @@ from typing import Any
 
 from .errors import TutorialError
 from .results import ENV_VAR, HOLDING, claim_status, load_results
-from .runner import check_arguments, run_notebook
+from .runner import check_arguments, run_notebook, threads_per_job
 
 GRID_NAME = "ROBUST_GRID"
 MARKS = {"holds": "yes", "fails": "NO", "known failure": "(no)", "unexpected hold": "(YES)"}
@@ -245,10 +245,8 @@ def robust_notebook(path: Path, grid: dict[str, list], profile: str, out: Path, 
             print(f"=== {path.stem} [{profile}] run {k}/{len(points)}: {label}", flush=True)
             record(k, run_point(path, point, label, profile, executed, out, timeout))
         return data
-    from .runtime import available_cpus
-
     threads = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = threads or str(max(1, available_cpus() // jobs))  # inherited by the kernels
+    os.environ["OMP_NUM_THREADS"] = threads or threads_per_job(jobs)  # inherited by the kernels
     try:
         with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             pending = {}

@@ -110,6 +110,15 @@ def run_notebook(path: Path, out_dir: Path, profile: str, seed: int | None = Non
     return time.perf_counter() - start
 
 
+def threads_per_job(jobs: int) -> str:
+    """The torch threads (as ``OMP_NUM_THREADS``) of each of ``jobs`` kernels run side by side: its share
+    of the CPU cores, at least 1. A notebook that would use more would spin-wait on a core another
+    kernel is using."""
+    from .runtime import available_cpus
+
+    return str(max(1, available_cpus() // jobs))
+
+
 def longest_first(notebooks: list[Path], folder: Path, profile: str) -> list[Path]:
     """``notebooks`` ordered by the wall time of their last run at ``profile`` (read from the results
     files in ``folder``), longest first, so that side-by-side runs end close together; notebooks
@@ -189,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        from .runtime import available_cpus
-
-        # Side by side, each kernel gets its share of the cores (one thread each on two cores): a notebook
-        # that would use two threads would otherwise spin-wait on a core the other kernel is using.
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() // args.jobs)))
+        os.environ.setdefault("OMP_NUM_THREADS", threads_per_job(args.jobs))
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(run_one, notebooks))
